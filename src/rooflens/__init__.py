@@ -1,0 +1,15 @@
+"""rooflens: what a neural network costs and why."""
+
+from rooflens.api import analyze
+from rooflens.errors import InputError, ModelError, RooflensError, SpecError
+from rooflens.params import count_parameters, model_size_bytes
+from rooflens.report.report import Report
+from rooflens.types import Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Convention", "Cost", "InputError", "ModelError", "ModuleNode", "OpRecord", "ParamStats", "Report",
+    "RooflensError", "SpecError", "TensorMeta", "__version__", "analyze", "count_parameters",
+    "model_size_bytes",
+]

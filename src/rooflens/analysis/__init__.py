@@ -1,0 +1,1 @@
+"""Analyses over the captured operator records."""

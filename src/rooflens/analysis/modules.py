@@ -1,0 +1,53 @@
+"""The module tree: own and cumulative cost per module, parameters, calls, output shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from rooflens.params import param_stats
+from rooflens.types import ZERO, Cost, ModuleNode, OpRecord
+
+
+def parent_of(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def build_tree(
+    model: torch.nn.Module,
+    records: Iterable[OpRecord],
+    calls: dict[str, int],
+    output_shapes: dict[str, tuple[tuple[int, ...], ...]],
+) -> dict[str, ModuleNode]:
+    """One node per module (each module once, under its first name), in definition order."""
+    nonzero_cache: dict[int, int] = {}
+    nodes: dict[str, ModuleNode] = {}
+    for path, module in model.named_modules():
+        nodes[path] = ModuleNode(
+            path=path,
+            type_name=type(module).__name__,
+            params=param_stats(module, nonzero_cache=nonzero_cache),
+            own_params=sum(p.numel() for p in module.parameters(recurse=False)),
+            calls=calls.get(path, 0),
+            output_shapes=output_shapes.get(path, ()),
+        )
+        if path:
+            nodes[parent_of(path)].children.append(path)
+    own: dict[str, Cost] = {}
+    for r in records:
+        own[r.module] = own.get(r.module, ZERO) + r.cost
+    for path in reversed(list(nodes)):  # children come after their parent in named_modules order
+        node = nodes[path]
+        node.own = own.get(path, ZERO)
+        node.cumulative = node.own + sum((nodes[c].cumulative for c in node.children), ZERO)
+    return nodes
+
+
+def uncalled(nodes: dict[str, ModuleNode]) -> list[str]:
+    """The topmost modules of subtrees in which no module ran (unused heads, dead branches)."""
+    ran: dict[str, bool] = {}
+    for path in reversed(list(nodes)):
+        node = nodes[path]
+        ran[path] = node.calls > 0 or any(ran[c] for c in node.children)
+    return [p for p in nodes if not ran[p] and (p == "" or ran.get(parent_of(p), True))]

@@ -1,0 +1,120 @@
+"""Public entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from rooflens.analysis.modules import build_tree, uncalled
+from rooflens.capture.engine import run_capture
+from rooflens.errors import InputError
+from rooflens.params import param_stats
+from rooflens.report.report import Report
+from rooflens.types import Convention, TensorMeta
+
+InputSize = Sequence[int] | Sequence[Sequence[int]]
+
+
+def analyze(
+    model: torch.nn.Module,
+    inputs: Any = None,
+    *,
+    input_size: InputSize | None = None,
+    dtype: torch.dtype | str | None = None,
+    input_dtype: torch.dtype | str | None = None,
+    convention: Convention | str = Convention.FMA,
+    name: str | None = None,
+) -> Report:
+    """Count what one forward pass of ``model`` costs, per operator, per module and in total.
+
+    ``inputs``: a tensor, a tuple/list of tensors (positional arguments) or a dict (keyword arguments).
+    Or ``input_size``: one shape ``(1, 3, 224, 224)`` or a list of shapes, one per positional argument.
+    ``dtype``: analyse as if parameters, buffers and inputs that are floating point had this dtype (the
+    model is not changed). ``input_dtype``: dtype of tensors made from ``input_size`` (default: ``dtype``
+    or float32). ``convention``: ``"fma"`` (default) or ``"exact"``; see the README.
+
+    The forward runs on fake tensors under ``torch.no_grad()``: nothing is computed and the model, its
+    parameters, buffers, hooks and ``training`` flag are left exactly as they were.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"analyze() expects a torch.nn.Module, got {type(model).__name__}")
+    conv = _convention(convention)
+    dt = _dtype(dtype, "dtype")
+    args, kwargs = _inputs(inputs, input_size, _dtype(input_dtype, "input_dtype") or dt or torch.float32)
+    capture = run_capture(model, args, kwargs, convention=conv, dtype=dt)
+    nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
+    leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    return Report(
+        model=name or type(model).__name__,
+        inputs=tuple(_meta(t, dt) for t in leaves),
+        convention=conv,
+        records=tuple(capture.records),
+        modules=nodes,
+        params=param_stats(model),
+        uncalled_modules=tuple(uncalled(nodes)),
+        diagnostics=tuple(capture.diagnostics),
+        executed=capture.executed,
+        device=_device(model, leaves),
+        dtype=str(dt).removeprefix("torch.") if dt is not None else None,
+        torch_version=torch.__version__,
+    )
+
+
+def _device(model: torch.nn.Module, leaves: list[torch.Tensor]) -> str:
+    from rooflens.capture.engine import analysis_device
+
+    return str(analysis_device(model, leaves))
+
+
+def _meta(t: torch.Tensor, dtype: torch.dtype | None) -> TensorMeta:
+    dt = dtype if dtype is not None and t.is_floating_point() else t.dtype
+    return TensorMeta(tuple(t.shape), str(dt).removeprefix("torch."), torch.empty((), dtype=dt).element_size())
+
+
+def _convention(value: Convention | str) -> Convention:
+    try:
+        return Convention(value)
+    except ValueError:
+        choices = ", ".join(repr(c.value) for c in Convention)
+        raise InputError(f"unknown convention {value!r}; choose one of {choices}") from None
+
+
+def _dtype(value: torch.dtype | str | None, what: str) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    dt = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(dt, torch.dtype):
+        raise InputError(f"{what}={value!r} is not a torch dtype (try 'float32', 'float16' or 'bfloat16')")
+    return dt
+
+
+def _inputs(inputs: Any, input_size: InputSize | None, dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments; shapes become meta tensors (the engine makes them fake or real)."""
+    if (inputs is None) == (input_size is None):
+        raise InputError("give exactly one of inputs=... (tensors) or input_size=(1, 3, 224, 224)")
+    if input_size is not None:
+        shapes = _shapes(input_size)
+        return tuple(torch.empty(s, dtype=dtype, device="meta") for s in shapes), {}
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, Mapping):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    raise InputError(f"inputs must be a tensor, a tuple/list of tensors or a dict, got {type(inputs).__name__}")
+
+
+def _shapes(input_size: InputSize) -> list[tuple[int, ...]]:
+    sizes = list(input_size)
+    if not sizes:
+        raise InputError("input_size is empty; give a shape such as (1, 3, 224, 224)")
+    nested = [s for s in sizes if isinstance(s, (tuple, list, torch.Size))]
+    if nested and len(nested) != len(sizes):
+        raise InputError(f"input_size {input_size!r} mixes shapes and numbers")
+    shapes = [tuple(s) for s in sizes] if nested else [tuple(sizes)]
+    for shape in shapes:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise InputError(f"input_size {shape!r} must be positive integers, e.g. (1, 3, 224, 224)")
+    return shapes  # type: ignore[return-value]

@@ -1,0 +1,359 @@
+"""Capture: run the model under a ``TorchDispatchMode`` and turn every aten call into an ``OpRecord``.
+
+The run happens on fake tensors (``FakeTensorMode``): shapes and dtypes propagate, nothing is computed
+and no activation memory is allocated. Parameters and buffers are handed to the model through
+``torch.func.functional_call`` as fresh fake tensors, so the user's tensors are never read, written or
+replaced for longer than the call (functional_call restores them, also when the forward raises).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+)
+from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from rooflens.capture.modules import ModuleTracker
+from rooflens.errors import ModelError
+from rooflens.formulas import REGISTRY, OpCall
+from rooflens.formulas.registry import op_name
+from rooflens.types import Convention, Cost, OpRecord, TensorKind, TensorMeta
+
+# Operators that only create or reinterpret metadata: no FLOPs, no memory traffic, not recorded.
+# (Every op whose schema marks it a view -- view, transpose, expand, slice, select, ... -- is skipped too.)
+METADATA_OPS = frozenset(
+    {
+        "prim.device", "prim.layout", "aten.sym_size", "aten.sym_stride", "aten.sym_numel",
+        "aten.sym_storage_offset", "aten.is_same_size", "aten._local_scalar_dense", "aten.item",
+        "aten.empty", "aten.empty_strided", "aten.empty_like", "aten.new_empty", "aten.new_empty_strided",
+        "aten._unsafe_view", "aten._reshape_alias", "aten.unsafe_split", "aten.unsafe_split_with_sizes",
+        "aten.unsafe_chunk", "aten.lift_fresh", "aten.lift_fresh_copy", "aten.set_", "aten.resize_",
+        "aten.as_strided_", "aten.transpose_", "aten.t_", "aten.squeeze_", "aten.unsqueeze_",
+        "aten.detach_", "aten.record_stream", "aten._assert_async", "aten._assert_tensor_metadata",
+        "aten._functional_assert_async", "aten._assert_scalar", "aten.is_nonzero", "aten.equal",
+        "aten.dropout", "aten.feature_dropout", "aten.alpha_dropout", "aten._nested_tensor_from_mask_left_aligned",
+    }
+)
+
+# What fake execution cannot do: the next step is a real run (real parameters) or a clear error (meta).
+DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
+
+
+@dataclass
+class Capture:
+    records: list[OpRecord]
+    calls: Counter[str]
+    output_shapes: dict[str, tuple[tuple[int, ...], ...]]
+    executed: str  # "fake" or "real"
+    diagnostics: list[str] = field(default_factory=list)
+
+
+class CostMode(TorchDispatchMode):
+    """Records every aten call with its cost; decomposes operators that have no formula."""
+
+    def __init__(self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], convention: Convention):
+        super().__init__()
+        self.tracker = tracker
+        self.kinds = kinds
+        self.convention = convention
+        self.records: list[OpRecord] = []
+        self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
+        self._via: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = op_name(func)
+        if name in METADATA_OPS or getattr(func, "is_view", False):
+            return self._run(func, name, args, kwargs)
+        entry = REGISTRY.get(name)
+        if entry is None:
+            decomposed = self._decompose(func, name, args, kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = self._run(func, name, args, kwargs)
+        self.records.append(self._record(func, name, args, kwargs, out, entry))
+        return out
+
+    def _run(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            if self.failed_at is None:
+                self.failed_at = (name, self.tracker.current)
+            raise
+
+    def _decompose(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
+        """Run ``func`` as its parts (torch's decomposition table, then its own composite kernel)."""
+        candidates: list[Callable[..., Any]] = []
+        table = _aten_decompositions()
+        if func in table:
+            candidates.append(table[func])
+        if getattr(func, "_can_decompose", lambda: False)():
+            candidates.append(func.decompose)
+        for candidate in candidates:
+            self._via.append(name)
+            mark = len(self.records)
+            try:
+                with self:
+                    result = candidate(*args, **kwargs)
+            except Exception:
+                del self.records[mark:]  # a failed decomposition leaves no partial records
+                self.failed_at = None
+                continue
+            finally:
+                self._via.pop()
+            if result is not NotImplemented:
+                return result
+            del self.records[mark:]
+        return NotImplemented
+
+    def _meta(self, t: torch.Tensor) -> TensorMeta:
+        return TensorMeta(
+            shape=tuple(int(s) for s in t.shape),
+            dtype=str(t.dtype).removeprefix("torch."),
+            itemsize=t.element_size(),
+            kind=self.kinds.get(id(t), TensorKind.ACTIVATION),
+        )
+
+    def _record(self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any) -> OpRecord:
+        seen: set[int] = set()
+        inputs: list[TensorMeta] = []
+        for leaf in tree_flatten((args, kwargs))[0]:
+            if isinstance(leaf, torch.Tensor) and id(leaf) not in seen:
+                seen.add(id(leaf))
+                inputs.append(self._meta(leaf))
+        outputs = tuple(self._meta(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+        call = OpCall(
+            op=name,
+            args=_bind(func, args, kwargs, self._meta),
+            inputs=tuple(inputs),
+            outputs=outputs,
+            convention=self.convention,
+        )
+        if entry is None:
+            read, written = sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in outputs)
+            return OpRecord(name, self.tracker.current, call.inputs, outputs, Cost(0, 0, read, written),
+                            supported=False, via=self._via[0] if self._via else "")
+        compute = entry.formula(call)
+        read, written = entry.bytes(call)
+        cost = Cost(compute.macs, compute.flops, read, written)
+        return OpRecord(name, self.tracker.current, call.inputs, outputs, cost,
+                        via=self._via[0] if self._via else "")
+
+
+@functools.cache
+def _aten_decompositions() -> dict[Any, Callable[..., Any]]:
+    """torch's decompositions into core aten operators (not into prims, which have no formulas)."""
+    from torch._decomp import core_aten_decompositions
+
+    return dict(core_aten_decompositions())
+
+
+def _bind(func: Any, args: Any, kwargs: Any, meta: Callable[[torch.Tensor], TensorMeta]) -> dict[str, Any]:
+    """Arguments by their schema names, defaults filled in, tensors replaced by TensorMeta."""
+    bound: dict[str, Any] = {}
+    schema = getattr(func, "_schema", None)
+    if schema is None:
+        return bound
+    positional = iter(args)
+    n_args = len(args)
+    i = 0
+    for arg in schema.arguments:
+        if not arg.kwarg_only and i < n_args:
+            value = next(positional)
+            i += 1
+        elif arg.name in kwargs:
+            value = kwargs[arg.name]
+        elif arg.has_default_value():
+            value = arg.default_value
+        else:
+            value = None
+        bound[arg.name] = value
+    return tree_map(lambda v: meta(v) if isinstance(v, torch.Tensor) else v, bound)
+
+
+# ---- running the model ------------------------------------------------------------------------------
+
+
+def _is_meta(t: torch.Tensor) -> bool:
+    return t.device.type == "meta"
+
+
+def analysis_device(model: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.device:
+    """Where the model would run: its first real parameter's device, else its inputs', else the CPU."""
+    for t in [*model.parameters(), *model.buffers(), *inputs]:
+        if not _is_meta(t):
+            return t.device
+    return torch.device("cpu")
+
+
+def _state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[int, TensorKind]]:
+    """Every parameter and buffer by every name it has (tied weights appear under each of their names)."""
+    state: dict[str, torch.Tensor] = {}
+    kinds: dict[int, TensorKind] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        state[name] = p
+        kinds[id(p)] = TensorKind.PARAMETER
+    for name, b in model.named_buffers(remove_duplicate=False):
+        state[name] = b
+        kinds.setdefault(id(b), TensorKind.BUFFER)
+    return state, kinds
+
+
+def _convert(
+    tree: Any, make: Callable[[torch.Tensor], torch.Tensor], memo: dict[int, torch.Tensor]
+) -> Any:
+    def one(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if id(t) not in memo:
+            memo[id(t)] = make(t)
+        return memo[id(t)]
+
+    return tree_map(one, tree)
+
+
+def _target_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    return dtype if dtype is not None and t.is_floating_point() else t.dtype
+
+
+def run_capture(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    convention: Convention,
+    dtype: torch.dtype | None = None,
+) -> Capture:
+    """Analyse one forward call ``model(*args, **kwargs)`` on fake tensors (or real ones if it must)."""
+    state, kinds = _state(model)
+    leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    device = analysis_device(model, leaves)
+    try:
+        return _fake_run(model, state, kinds, args, kwargs, convention, dtype, device)
+    except _NeedsRealRun as need:
+        if any(_is_meta(t) for t in state.values()):
+            raise ModelError(
+                f"{need.op} (in module {need.module or '<root>'!r}) depends on tensor values, which a model "
+                "on the meta device does not have; build the model with real weights (on the CPU) so that "
+                "rooflens can fall back to a real run"
+            ) from need.cause
+        capture = _real_run(model, state, kinds, args, kwargs, convention, dtype, device)
+        capture.diagnostics.insert(
+            0,
+            f"fake execution stopped at {need.op} in module {need.module or '<root>'!r}, whose output depends "
+            f"on tensor values; the model was run on real tensors on the {device.type.upper()} instead",
+        )
+        return capture
+
+
+class _NeedsRealRun(Exception):
+    def __init__(self, op: str, module: str, cause: BaseException) -> None:
+        super().__init__(op)
+        self.op, self.module, self.cause = op, module, cause
+
+
+def _fake_run(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    kinds: dict[int, TensorKind],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    convention: Convention,
+    dtype: torch.dtype | None,
+    device: torch.device,
+) -> Capture:
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    memo: dict[int, torch.Tensor] = {}
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        dev = device if _is_meta(t) else t.device
+        return torch.empty_strided(
+            t.shape, t.stride(), dtype=_target_dtype(t, dtype), device=dev, requires_grad=t.requires_grad
+        )
+
+    with fake_mode:
+        fake_state = _convert(state, fake, memo)
+        fake_args, fake_kwargs = _convert((args, kwargs), fake, memo)
+    fake_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
+    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, convention, fake_mode, "fake")
+
+
+def _real_run(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    kinds: dict[int, TensorKind],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    convention: Convention,
+    dtype: torch.dtype | None,
+    device: torch.device,
+) -> Capture:
+    memo: dict[int, torch.Tensor] = {}
+
+    def real(t: torch.Tensor) -> torch.Tensor:
+        target = _target_dtype(t, dtype)
+        if _is_meta(t):  # an input given as a shape: random values
+            if target.is_floating_point:
+                return torch.rand(t.shape, dtype=target, device=device)
+            return torch.zeros(t.shape, dtype=target, device=device)
+        if kinds.get(id(t)) is TensorKind.PARAMETER:
+            return t.to(target)  # no copy unless the dtype changes
+        return t.to(target, copy=True)  # buffers and inputs: in-place updates must not reach the user's
+
+    with torch.no_grad():
+        real_state = _convert(state, real, memo)
+        real_args, real_kwargs = _convert((args, kwargs), real, memo)
+    real_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
+    return _execute(model, real_state, real_kinds, real_args, real_kwargs, convention, None, "real")
+
+
+def _execute(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    kinds: dict[int, TensorKind],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    convention: Convention,
+    fake_mode: FakeTensorMode | None,
+    executed: str,
+) -> Capture:
+    import contextlib
+
+    tracker = ModuleTracker(model)
+    mode = CostMode(tracker, kinds, convention)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        if fake_mode is not None:
+            stack.enter_context(fake_mode)
+        stack.enter_context(tracker)
+        stack.enter_context(mode)
+        try:
+            functional_call(model, state, args, kwargs, tie_weights=True, strict=False)
+        except DATA_DEPENDENT as e:
+            op, module = mode.failed_at or ("an operator", tracker.current)
+            raise _NeedsRealRun(op, module, e) from e
+        except Exception as e:
+            op, module = mode.failed_at or ("", tracker.current)
+            where = f"in module {module!r} ({_type_name(model, module)})" if module else "in the model's forward"
+            during = f" while running {op}" if op else ""
+            raise ModelError(f"the model raised {type(e).__name__} {where}{during}: {e}") from e
+    return Capture(mode.records, tracker.calls, tracker.output_shapes, executed)
+
+
+def _type_name(model: torch.nn.Module, path: str) -> str:
+    try:
+        return type(model.get_submodule(path)).__name__
+    except AttributeError:
+        return "?"

@@ -1,0 +1,18 @@
+"""Operator formulas. Importing this package fills :data:`REGISTRY` with every family."""
+
+from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, dot_flops, formula, per_element
+
+# Each family registers its operators on import.
+from rooflens.formulas import (  # noqa: E402,F401
+    attention,
+    conv,
+    matmul,
+    memory,
+    norm,
+    pointwise,
+    pool,
+    reduction,
+    rnn,
+)
+
+__all__ = ["REGISTRY", "Entry", "OpCall", "default_bytes", "dot_flops", "formula", "per_element"]

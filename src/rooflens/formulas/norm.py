@@ -1,0 +1,1 @@
+"""norm formulas (being written)."""

@@ -1,0 +1,1 @@
+"""pointwise formulas (being written)."""

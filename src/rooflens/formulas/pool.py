@@ -1,0 +1,1 @@
+"""pool formulas (being written)."""

@@ -1,0 +1,1 @@
+"""reduction formulas (being written)."""

@@ -1,0 +1,154 @@
+"""The formula registry: one entry per aten operator packet, filled by a decorator.
+
+A formula receives a normalised :class:`OpCall` (arguments bound to the operator schema's names, every
+tensor replaced by its :class:`TensorMeta`) and returns the compute part of a :class:`Cost`
+(``macs`` and ``flops``). Memory traffic is filled in by the entry's ``bytes`` rule: by default each
+distinct input tensor is read once and each output written once, at its dtype's width.
+
+No torch import here: keys are operator names such as ``"aten.convolution"`` so that the ONNX
+front-end can share the formulas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rooflens.types import Convention, Cost, TensorMeta
+
+Formula = Callable[["OpCall"], Cost]
+BytesRule = Callable[["OpCall"], "tuple[int, int]"]
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """A normalised operator call as formulas see it."""
+
+    op: str
+    args: Mapping[str, Any]  # schema argument name -> value; tensors are TensorMeta
+    inputs: tuple[TensorMeta, ...]  # distinct tensor inputs, in argument order
+    outputs: tuple[TensorMeta, ...]  # tensor outputs, flattened
+    convention: Convention = Convention.FMA
+
+    def tensor(self, name: str) -> TensorMeta | None:
+        value = self.args.get(name)
+        return value if isinstance(value, TensorMeta) else None
+
+    @property
+    def out(self) -> TensorMeta:
+        return self.outputs[0]
+
+
+def default_bytes(call: OpCall) -> tuple[int, int]:
+    """Read every distinct input once, write every output once."""
+    return sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in call.outputs)
+
+
+def output_only_bytes(call: OpCall) -> tuple[int, int]:
+    """Factories (zeros, arange, full ...): nothing read, the output written."""
+    return 0, sum(t.nbytes for t in call.outputs)
+
+
+@dataclass(frozen=True)
+class Entry:
+    op: str
+    formula: Formula
+    bytes: BytesRule = default_bytes
+    family: str = ""  # the module the formula lives in, e.g. "conv"
+    doc: str = ""  # one line: the FLOPs rule, for the supported-operator table
+
+
+@dataclass
+class Registry:
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def register(
+        self,
+        *ops: Any,
+        bytes: BytesRule = default_bytes,  # noqa: A002 - reads as the rule it is
+        doc: str = "",
+    ) -> Callable[[Formula], Formula]:
+        """Decorator: register ``fn`` as the formula of each operator in ``ops``.
+
+        ``ops`` are operator packets (``torch.ops.aten.add``) or their names (``"aten.add"``).
+        Registering an operator twice is an error: one operator, one formula.
+        """
+
+        def decorate(fn: Formula) -> Formula:
+            family = fn.__module__.rsplit(".", 1)[-1]
+            line = doc or _first_line(fn.__doc__)
+            for op in ops:
+                name = op_name(op)
+                if name in self.entries:
+                    raise ValueError(f"operator {name} already has a formula ({self.entries[name].formula.__qualname__})")
+                self.entries[name] = Entry(name, fn, bytes, family, line)
+            return fn
+
+        return decorate
+
+    def get(self, op: Any) -> Entry | None:
+        return self.entries.get(op_name(op))
+
+    def __contains__(self, op: Any) -> bool:
+        return op_name(op) in self.entries
+
+    def __iter__(self) -> Iterable[Entry]:
+        return iter(sorted(self.entries.values(), key=lambda e: (e.family, e.op)))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def op_name(op: Any) -> str:
+    """``aten.convolution`` for the packet, an overload (``aten.convolution.default``) or the name."""
+    packet = getattr(op, "overloadpacket", op)
+    return str(packet)
+
+
+REGISTRY = Registry()
+formula = REGISTRY.register
+
+
+# ---- helpers shared by the formula families ---------------------------------------------------------
+
+
+def prod(values: Iterable[int]) -> int:
+    n = 1
+    for v in values:
+        n *= int(v)
+    return n
+
+
+def dot_flops(macs: int, outputs: int, bias_adds: int, convention: Convention) -> int:
+    """FLOPs of ``outputs`` dot products totalling ``macs`` multiply-accumulates, plus bias adds.
+
+    fma:   2 x MACs + bias adds.
+    exact: each n-term dot product is n multiplies and n - 1 adds, so 2 x MACs - outputs; a bias add
+           fills the missing add, so with a bias on every output the result is exactly 2 x MACs.
+    """
+    if convention is Convention.EXACT:
+        return 2 * macs - outputs + bias_adds
+    return 2 * macs + bias_adds
+
+
+def per_element(flops_per_element: int, *, of: str = "output") -> Formula:
+    """Factory for elementwise-style operators: a fixed number of FLOPs per output (or input) element."""
+
+    def fn(call: OpCall) -> Cost:
+        tensors = call.outputs if of == "output" else call.inputs[:1]
+        n = tensors[0].numel if tensors else 0
+        return Cost(flops=flops_per_element * n)
+
+    fn.__doc__ = f"{flops_per_element} FLOP(s) per {of} element"
+    return fn
+
+
+def no_flops(call: OpCall) -> Cost:
+    """memory traffic only, no FLOPs"""
+    return Cost()

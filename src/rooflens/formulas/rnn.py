@@ -1,0 +1,1 @@
+"""rnn formulas (being written)."""

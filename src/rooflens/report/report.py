@@ -1,0 +1,144 @@
+"""The Report: an immutable result with fvcore-style queries; it renders itself (rich, text, JSON ...)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
+
+SCHEMA_VERSION = 1
+
+CONVENTION_TEXT = {
+    Convention.FMA: "FLOPs = 2 x MACs + bias adds + other ops (fma)",
+    Convention.EXACT: "FLOPs = n mults + (n-1) adds per n-term dot product, bias fills the -1 (exact)",
+}
+
+
+@dataclass(frozen=True)
+class OperatorSummary:
+    """All calls of one aten operator."""
+
+    op: str
+    calls: int
+    cost: Cost
+    supported: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the model costs: per operator, per module and in total.
+
+    Quantities are in base units (FLOPs, bytes). ``macs`` counts convolution and matrix-product
+    multiply-accumulates only; ``flops`` counts everything under ``convention``.
+    """
+
+    model: str
+    inputs: tuple[TensorMeta, ...]
+    convention: Convention
+    records: tuple[OpRecord, ...]
+    modules: Mapping[str, ModuleNode]
+    params: ParamStats
+    uncalled_modules: tuple[str, ...] = ()
+    diagnostics: tuple[str, ...] = ()
+    executed: str = "fake"  # "fake": shapes only, nothing computed; "real": ran on real tensors
+    device: str = "cpu"
+    dtype: str | None = None  # the dtype the analysis was asked to run in, if any
+    torch_version: str = ""
+    _totals: dict[str, Cost] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
+
+    # ---- queries --------------------------------------------------------------------------------
+    def total(self) -> Cost:
+        """The whole model: the sum over every operator record."""
+        if "total" not in self._totals:
+            self._totals["total"] = sum((r.cost for r in self.records), ZERO)
+        return self._totals["total"]
+
+    def by_module(self) -> Mapping[str, ModuleNode]:
+        """Module path -> node with ``own`` and ``cumulative`` cost, params, calls, output shapes."""
+        return self.modules
+
+    def by_operator(self) -> dict[str, OperatorSummary]:
+        """aten operator -> calls and summed cost, most FLOPs first."""
+        acc: dict[str, list[Any]] = {}
+        for r in self.records:
+            slot = acc.setdefault(r.op, [0, ZERO, r.supported])
+            slot[0] += 1
+            slot[1] += r.cost
+        out = [OperatorSummary(op, n, cost, ok) for op, (n, cost, ok) in acc.items()]
+        out.sort(key=lambda s: (-s.cost.flops, -s.cost.bytes, s.op))
+        return {s.op: s for s in out}
+
+    def unsupported_ops(self) -> dict[str, int]:
+        """Operators that had no formula and could not be decomposed -> number of calls.
+
+        Their FLOPs are not counted (their bytes are); every renderer lists them.
+        """
+        counts: dict[str, int] = {}
+        for r in self.records:
+            if not r.supported:
+                counts[r.op] = counts.get(r.op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def root(self) -> ModuleNode:
+        return self.modules[""]
+
+    # ---- serialisation --------------------------------------------------------------------------
+    def to_dict(self, *, operators: bool = True) -> dict[str, Any]:
+        total = self.total()
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "convention": self.convention.value,
+            "convention_text": CONVENTION_TEXT[self.convention],
+            "executed": self.executed,
+            "device": self.device,
+            "dtype": self.dtype,
+            "torch_version": self.torch_version,
+            "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
+            "total": {**total.as_dict(), "intensity": total.intensity},
+            "params": {
+                "total": self.params.total,
+                "trainable": self.params.trainable,
+                "non_trainable": self.params.non_trainable,
+                "nonzero": self.params.nonzero,
+                "bytes": self.params.bytes,
+                "buffers": self.params.buffers,
+                "buffer_bytes": self.params.buffer_bytes,
+            },
+            "modules": [_module_dict(n) for n in self.modules.values()],
+            "operators_summary": [
+                {"op": s.op, "calls": s.calls, "supported": s.supported, **s.cost.as_dict()}
+                for s in self.by_operator().values()
+            ],
+            "unsupported_ops": self.unsupported_ops(),
+            "uncalled_modules": list(self.uncalled_modules),
+            "diagnostics": list(self.diagnostics),
+        }
+        if operators:
+            data["operators"] = [r.as_dict() for r in self.records]
+        return data
+
+    def to_json(self, *, indent: int | None = 2, operators: bool = True) -> str:
+        return json.dumps(self.to_dict(operators=operators), indent=indent)
+
+
+def _module_dict(n: ModuleNode) -> dict[str, Any]:
+    return {
+        "path": n.path,
+        "type": n.type_name,
+        "depth": n.depth,
+        "calls": n.calls,
+        "params": n.params.total,
+        "own_params": n.own_params,
+        "output_shapes": [list(s) for s in n.output_shapes],
+        "own": n.own.as_dict(),
+        "cumulative": n.cumulative.as_dict(),
+    }

@@ -1,0 +1,40 @@
+"""Unit formatting for renderers. Everything inside rooflens is in base units; only renderers convert."""
+
+from __future__ import annotations
+
+import enum
+
+_SI = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
+_BINARY = [(2**50, "Pi"), (2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki")]
+
+
+class ByteUnit(str, enum.Enum):
+    """Decimal (MB = 1e6 bytes) or binary (MiB = 2**20 bytes) prefixes for byte counts."""
+
+    SI = "si"
+    BINARY = "binary"
+
+
+def si(value: float, unit: str = "", digits: int = 2) -> str:
+    """``4089184256 -> '4.09 G'`` (with ``unit``: ``'4.09 GFLOPs'``). Small values are printed as they are."""
+    for scale, prefix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}f} {prefix}{unit}"
+    if float(value).is_integer():
+        return f"{int(value)} {unit}".rstrip()
+    return f"{value:.{digits}f} {unit}".rstrip()
+
+
+def nbytes(value: float, unit: ByteUnit = ByteUnit.SI, digits: int = 2) -> str:
+    """``25557032 * 4 -> '102.23 MB'`` (SI) or ``'97.49 MiB'`` (binary)."""
+    if unit is ByteUnit.SI:
+        return si(value, "B", digits)
+    for scale, prefix in _BINARY:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}f} {prefix}B"
+    return f"{int(value)} B"
+
+
+def count(value: int) -> str:
+    """Exact integers with thousands separators: ``25557032 -> '25,557,032'``."""
+    return f"{value:,}"

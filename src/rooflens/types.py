@@ -1,0 +1,167 @@
+"""Plain data records shared by every part of rooflens.
+
+Nothing here imports torch: records are built by the capture front-ends and read by the analysis and
+the renderers. All quantities are in base units (FLOPs, bytes); conversion happens only when rendering.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class Convention(str, enum.Enum):
+    """How FLOPs are derived from multiply-accumulates (see README, "Conventions").
+
+    ``fma``: FLOPs = 2 x MACs + bias adds + the other operators' FLOPs (what FMA hardware executes).
+    ``exact``: an n-term dot product is n multiplies and n - 1 adds; a bias add fills the missing add.
+    """
+
+    FMA = "fma"
+    EXACT = "exact"
+
+
+class TensorKind(str, enum.Enum):
+    """What a tensor seen by an operator is: a model parameter, a buffer, or an activation."""
+
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+    ACTIVATION = "activation"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An immutable, addable cost record.
+
+    ``macs`` counts multiply-accumulates of convolutions and matrix products only (the figure that
+    compares with torchvision's published GFLOPS); ``flops`` counts every floating-point operation
+    under the chosen convention; ``bytes_read``/``bytes_written`` are memory traffic.
+    """
+
+    macs: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(
+            self.macs + other.macs,
+            self.flops + other.flops,
+            self.bytes_read + other.bytes_read,
+            self.bytes_written + other.bytes_written,
+        )
+
+    def __radd__(self, other: Any) -> Cost:
+        if other == 0:  # lets sum() start from 0
+            return self
+        return NotImplemented
+
+    def scaled(self, factor: int) -> Cost:
+        return Cost(*(getattr(self, f.name) * factor for f in fields(self)))
+
+    @property
+    def bytes(self) -> int:
+        """Total memory traffic: bytes read plus bytes written."""
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity in FLOPs per byte (0 when there is no traffic)."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+ZERO = Cost()
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Shape, dtype and role of one tensor an operator read or wrote."""
+
+    shape: tuple[int, ...]
+    dtype: str  # e.g. "float32", as torch names it without the "torch." prefix
+    itemsize: int  # bytes per element (0.5 is not possible here: sub-byte widths come from settings)
+    kind: TensorKind = TensorKind.ACTIVATION
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One operator call: what ran, where in the module tree, on what, and what it cost."""
+
+    op: str  # aten overload packet, e.g. "aten.convolution"
+    module: str  # dotted path of the innermost module it ran in ("" is the root)
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+    cost: Cost
+    supported: bool = True  # False: no formula; only bytes are counted
+    via: str = ""  # the operator this one was decomposed from, if any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "module": self.module,
+            "inputs": [_tensor_dict(t) for t in self.inputs],
+            "outputs": [_tensor_dict(t) for t in self.outputs],
+            **self.cost.as_dict(),
+            "supported": self.supported,
+            "via": self.via,
+        }
+
+
+def _tensor_dict(t: TensorMeta) -> dict[str, Any]:
+    return {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind.value}
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """Parameter counts; each tensor counted once (shared and tied weights once)."""
+
+    total: int = 0
+    trainable: int = 0
+    nonzero: int | None = None  # None when the values are unknown (meta or fake parameters)
+    bytes: int = 0  # at the parameters' own dtypes
+    buffers: int = 0  # buffer elements, counted apart
+    buffer_bytes: int = 0
+
+    @property
+    def non_trainable(self) -> int:
+        return self.total - self.trainable
+
+
+@dataclass
+class ModuleNode:
+    """One module of the tree with its own and cumulative cost (cumulative includes children)."""
+
+    path: str  # "" for the root
+    type_name: str
+    own: Cost = ZERO
+    cumulative: Cost = ZERO
+    params: ParamStats = field(default_factory=ParamStats)  # recursive: this module and below
+    own_params: int = 0  # parameters held directly by this module
+    calls: int = 0
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return 0 if not self.path else self.path.count(".") + 1
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1] if self.path else ""
