@@ -8,7 +8,9 @@ replaced for longer than the call (functional_call restores them, also when the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -329,12 +331,13 @@ def _execute(
     fake_mode: FakeTensorMode | None,
     executed: str,
 ) -> Capture:
-    import contextlib
-
     tracker = ModuleTracker(model)
     mode = CostMode(tracker, kinds, convention)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
+        stack.enter_context(warnings.catch_warnings())
+        # torchvision's fake nms warns about a deprecated torch helper on every call; not the user's concern
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\._meta_registrations")
         if fake_mode is not None:
             stack.enter_context(fake_mode)
         stack.enter_context(tracker)

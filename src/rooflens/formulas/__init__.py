@@ -13,6 +13,7 @@ from rooflens.formulas import (  # noqa: E402,F401
     pool,
     reduction,
     rnn,
+    vision,
 )
 
 __all__ = ["REGISTRY", "Entry", "OpCall", "default_bytes", "dot_flops", "formula", "per_element"]
