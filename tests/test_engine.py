@@ -247,3 +247,28 @@ def test_unsupported_op_is_reported_with_bytes():
     rec = r.records[0]
     assert not rec.supported and rec.cost.flops == 0
     assert (rec.cost.bytes_read, rec.cost.bytes_written) == (40, 40)  # 10 float32 in, 10 out
+
+
+def test_a_failing_formula_is_reported_not_fatal():
+    from rooflens.formulas import REGISTRY
+
+    lib = torch.library.Library("rooflens_test2", "DEF")  # noqa: TID251
+    lib.define("broken(Tensor x) -> Tensor")
+    lib.impl("broken", lambda x: x.clone(), "CompositeExplicitAutograd")
+    lib.impl("broken", lambda x: torch.empty_like(x), "Meta")
+
+    @REGISTRY.register("rooflens_test2.broken")
+    def broken(call):  # a formula with a bug
+        raise ZeroDivisionError("oops")
+
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ops.rooflens_test2.broken(x) + 1
+
+    try:
+        r = rooflens.analyze(Broken(), input_size=(2, 3))
+    finally:
+        del REGISTRY.entries["rooflens_test2.broken"]
+    assert r.unsupported_ops() == {"rooflens_test2.broken": 1}
+    assert any("rooflens_test2.broken" in d and "ZeroDivisionError" in d for d in r.diagnostics)
+    assert r.total().flops == 6  # the add after it is still counted: 1 FLOP x 6 elements

@@ -11,6 +11,8 @@ import rooflens
 torchvision = pytest.importorskip("torchvision")
 from torchvision import models  # noqa: E402
 
+from rooflens.zoo import load_model  # noqa: E402
+
 
 def classic_alexnet() -> nn.Module:
     """The AlexNet of the complexity-analysis literature (one tower, 96-192-384-256-256), convs without bias."""
@@ -52,9 +54,11 @@ def _published(name: str) -> tuple[float, int]:
 @pytest.mark.parametrize("name", _classification_models())
 def test_torchvision_classification_matches_published_ops(name: str) -> None:
     gmacs, crop = _published(name)
-    kwargs = {"image_size": 518} if name == "vit_h_14" else {}
-    with torch.device("meta"):  # no weights, no memory: the large ones stay fast
-        model = models.get_model(name, weights=None, **kwargs).eval()
+    # built on the meta device (no weights, no memory: the large ones stay fast); vit_h_14 at image_size 518
+    loaded = load_model(f"torchvision:{name}")
+    model = loaded.model
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert not model.training
     r = rooflens.analyze(model, input_size=(1, 3, crop, crop))
     assert r.params.total == sum(p.numel() for p in model.parameters())
     assert r.unsupported_ops() == {}

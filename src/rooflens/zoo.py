@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -77,7 +79,7 @@ def load_model(spec: str, *, meta: bool | None = None) -> LoadedModel:
     if spec.startswith("torchvision:"):
         return _torchvision(spec.removeprefix("torchvision:"), meta)
     if ":" not in spec:
-        raise SpecError(f"{spec!r} is not a model spec{_spec_hint(spec)}; {SPEC_HELP}")
+        raise SpecError(f"{spec!r} is not a model spec{_spec_hint(spec) or ';'} {SPEC_HELP}")
     target, attr = spec.rsplit(":", 1)
     if not attr or not target:
         raise SpecError(f"{spec!r} is not a model spec; {SPEC_HELP}")
@@ -88,7 +90,7 @@ def load_model(spec: str, *, meta: bool | None = None) -> LoadedModel:
         module = _import_module(target)
         where = f"module {target!r}"
     obj = _getattr_path(module, attr, where)
-    model = _build(obj, f"{attr}", meta)
+    model = _build(obj, attr, meta)
     return LoadedModel(model, None, attr.rsplit(".", 1)[-1])
 
 
@@ -105,6 +107,7 @@ def torchvision_family(name: str) -> str:
     raise SpecError(f"unknown torchvision model {name!r}{hint} {SPEC_HELP}")
 
 
+@functools.cache
 def _torchvision_families() -> dict[str, str]:
     tv = _import_torchvision()
     models = tv.models
@@ -145,11 +148,12 @@ def _torchvision(name: str, meta: bool | None) -> LoadedModel:
         kwargs["image_size"] = crop[0]  # vit_h_14's default weights are at 518: build the model to match
     if family in (DETECTION, SEGMENTATION):
         kwargs["weights_backbone"] = None  # their default is ImageNet weights, which would be downloaded
-    with _device(on_meta):
-        try:
-            model = models.get_model(name, **kwargs)
-        except Exception as e:  # pragma: no cover - a torchvision builder failing is not expected
-            raise SpecError(f"building torchvision model {name!r} raised {type(e).__name__}: {e}") from e
+    try:
+        with warnings.catch_warnings():  # googlenet/inception_v3 warn about a future init default
+            warnings.simplefilter("ignore", FutureWarning)
+            model = _call_on(lambda: models.get_model(name, **kwargs), on_meta)
+    except Exception as e:  # pragma: no cover - a torchvision builder failing is not expected
+        raise SpecError(f"building torchvision model {name!r} raised {type(e).__name__}: {e}") from e
     model.eval()
     return LoadedModel(model, _default_example(name, family, crop), name)
 
@@ -193,11 +197,13 @@ def _default_example(name: str, family: str, crop: tuple[int, int] | None) -> Ex
 
 
 def _import_module(target: str) -> Any:
+    """Import ``package.module``, also from the current directory (as ``python -m`` would)."""
     try:
-        return importlib.import_module(target)
+        with _on_path(os.getcwd()):
+            return importlib.import_module(target)
     except ModuleNotFoundError as e:
-        if e.name and target.startswith(e.name) or e.name == target:
-            raise SpecError(f"no module named {target!r} (from the spec {target}:...); {SPEC_HELP}") from None
+        if e.name and (target == e.name or target.startswith(e.name + ".")):
+            raise SpecError(f"no module named {e.name!r} (in the spec {target}:...); {SPEC_HELP}") from None
         raise SpecError(f"importing module {target!r} raised ModuleNotFoundError: {e}") from e
     except Exception as e:
         raise SpecError(f"importing module {target!r} raised {type(e).__name__}: {e}") from e
@@ -244,27 +250,61 @@ def _build(obj: Any, what: str, meta: bool | None) -> torch.nn.Module:
             obj = obj.to("meta")
         return obj.eval()
     if not callable(obj):
-        raise SpecError(f"{what} is a {type(obj).__name__}, not a class or function that builds an nn.Module")
-    with _device(bool(meta)):
-        try:
-            model = obj()
-        except Exception as e:
-            raise SpecError(f"calling {what}() raised {type(e).__name__}: {e}") from e
+        raise SpecError(f"{what} is not a class or function that builds an nn.Module (got {type(obj).__name__})")
+    try:
+        model = _call_on(obj, bool(meta))
+    except Exception as e:
+        raise SpecError(f"calling {what}() raised {type(e).__name__}: {e}") from e
     if not isinstance(model, torch.nn.Module):
-        raise SpecError(f"{what}() returned a {type(model).__name__}, not a torch.nn.Module")
+        raise SpecError(f"{what}() returned an object of type {type(model).__name__}, not a torch.nn.Module")
     return model.eval()
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _device(meta: bool) -> Iterator[None]:
-    if meta:
+def _call_on(build: Callable[[], Any], meta: bool) -> Any:
+    """``build()``, on the meta device when ``meta``.
+
+    Some builders compute sizes with tensors (regnet's ``torch.round(...).tolist()``), which fails
+    under ``torch.device("meta")``; for them, parameters and buffers are moved to meta as they are
+    registered instead, so the rest of the builder runs on the CPU (and initialisation is a no-op).
+    """
+    if not meta:
+        return build()
+    try:
         with torch.device("meta"):
-            yield
-    else:
+            return build()
+    except NotImplementedError:
+        with _empty_weights():
+            return build()
+
+
+@contextlib.contextmanager
+def _empty_weights() -> Iterator[None]:
+    """Every parameter and buffer registered inside goes to the meta device (as accelerate does)."""
+    module_cls = torch.nn.Module
+    register_parameter, register_buffer = module_cls.register_parameter, module_cls.register_buffer
+
+    def parameter_on_meta(self: torch.nn.Module, name: str, param: Any) -> None:
+        register_parameter(self, name, param)
+        p = self._parameters.get(name)
+        if p is not None and p.device.type != "meta":
+            self._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
+
+    def buffer_on_meta(self: torch.nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        register_buffer(self, name, tensor, persistent)
+        b = self._buffers.get(name)
+        if b is not None and b.device.type != "meta":
+            self._buffers[name] = b.to("meta")
+
+    module_cls.register_parameter = parameter_on_meta  # type: ignore[method-assign]
+    module_cls.register_buffer = buffer_on_meta  # type: ignore[method-assign]
+    try:
         yield
+    finally:
+        module_cls.register_parameter = register_parameter  # type: ignore[method-assign]
+        module_cls.register_buffer = register_buffer  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -285,7 +325,7 @@ def _spec_hint(spec: str) -> str:
     if spec in families:
         return f"; did you mean torchvision:{spec}?"
     if spec.endswith(".py"):
-        return f"; name the model in the file, e.g. {spec}:Net"
+        return f"; name the model in the file, e.g. {spec}:Net;"
     close = difflib.get_close_matches(spec, list(families), n=1, cutoff=0.75)
     return f"; did you mean torchvision:{close[0]}?" if close else ""
 

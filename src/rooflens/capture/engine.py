@@ -71,6 +71,7 @@ class CostMode(TorchDispatchMode):
         self.convention = convention
         self.records: list[OpRecord] = []
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
+        self.diagnostics: list[str] = []
         self._via: list[str] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -129,29 +130,38 @@ class CostMode(TorchDispatchMode):
         )
 
     def _record(self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any) -> OpRecord:
+        raw = _bind(func, args, kwargs)
+        outs = _out_arguments(func)  # `out=` destinations are written, not read
         seen: set[int] = set()
         inputs: list[TensorMeta] = []
-        for leaf in tree_flatten((args, kwargs))[0]:
+        for leaf in tree_flatten([v for k, v in raw.items() if k not in outs] if raw else (args, kwargs))[0]:
             if isinstance(leaf, torch.Tensor) and id(leaf) not in seen:
                 seen.add(id(leaf))
                 inputs.append(self._meta(leaf))
         outputs = tuple(self._meta(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
         call = OpCall(
             op=name,
-            args=_bind(func, args, kwargs, self._meta),
+            args=tree_map(lambda v: self._meta(v) if isinstance(v, torch.Tensor) else v, raw),
             inputs=tuple(inputs),
             outputs=outputs,
             convention=self.convention,
         )
-        if entry is None:
-            read, written = sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in outputs)
-            return OpRecord(name, self.tracker.current, call.inputs, outputs, Cost(0, 0, read, written),
-                            supported=False, via=self._via[0] if self._via else "")
-        compute = entry.formula(call)
-        read, written = entry.bytes(call)
-        cost = Cost(compute.macs, compute.flops, read, written)
-        return OpRecord(name, self.tracker.current, call.inputs, outputs, cost,
-                        via=self._via[0] if self._via else "")
+        via = self._via[0] if self._via else ""
+        if entry is not None:
+            try:
+                compute = entry.formula(call)
+                read, written = entry.bytes(call)
+                cost = Cost(compute.macs, compute.flops, read, written)
+                return OpRecord(name, self.tracker.current, call.inputs, outputs, cost, via=via)
+            except Exception as e:  # a formula bug must not cost the user the whole analysis
+                shapes = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in call.inputs)
+                self.diagnostics.append(
+                    f"the formula of {name} failed on inputs ({shapes}) in module "
+                    f"{self.tracker.current or '<root>'!r}: {type(e).__name__}: {e}; counted as unsupported"
+                )
+        read, written = sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in outputs)
+        return OpRecord(name, self.tracker.current, call.inputs, outputs, Cost(0, 0, read, written),
+                        supported=False, via=via)
 
 
 @functools.cache
@@ -162,8 +172,14 @@ def _aten_decompositions() -> dict[Any, Callable[..., Any]]:
     return dict(core_aten_decompositions())
 
 
-def _bind(func: Any, args: Any, kwargs: Any, meta: Callable[[torch.Tensor], TensorMeta]) -> dict[str, Any]:
-    """Arguments by their schema names, defaults filled in, tensors replaced by TensorMeta."""
+@functools.cache
+def _out_arguments(func: Any) -> frozenset[str]:
+    schema = getattr(func, "_schema", None)
+    return frozenset(a.name for a in schema.arguments if a.is_out) if schema is not None else frozenset()
+
+
+def _bind(func: Any, args: Any, kwargs: Any) -> dict[str, Any]:
+    """Arguments by their schema names, defaults filled in."""
     bound: dict[str, Any] = {}
     schema = getattr(func, "_schema", None)
     if schema is None:
@@ -182,7 +198,7 @@ def _bind(func: Any, args: Any, kwargs: Any, meta: Callable[[torch.Tensor], Tens
         else:
             value = None
         bound[arg.name] = value
-    return tree_map(lambda v: meta(v) if isinstance(v, torch.Tensor) else v, bound)
+    return bound
 
 
 # ---- running the model ------------------------------------------------------------------------------
@@ -352,7 +368,7 @@ def _execute(
             where = f"in module {module!r} ({_type_name(model, module)})" if module else "in the model's forward"
             during = f" while running {op}" if op else ""
             raise ModelError(f"the model raised {type(e).__name__} {where}{during}: {e}") from e
-    return Capture(mode.records, tracker.calls, tracker.output_shapes, executed)
+    return Capture(mode.records, tracker.calls, tracker.output_shapes, executed, mode.diagnostics)
 
 
 def _type_name(model: torch.nn.Module, path: str) -> str:

@@ -1,6 +1,6 @@
 """Operator formulas. Importing this package fills :data:`REGISTRY` with every family."""
 
-from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, dot_flops, formula, per_element
+from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, dot_flops, formula
 
 # Each family registers its operators on import.
 from rooflens.formulas import (  # noqa: E402,F401
@@ -16,4 +16,4 @@ from rooflens.formulas import (  # noqa: E402,F401
     vision,
 )
 
-__all__ = ["REGISTRY", "Entry", "OpCall", "default_bytes", "dot_flops", "formula", "per_element"]
+__all__ = ["REGISTRY", "Entry", "OpCall", "default_bytes", "dot_flops", "formula"]

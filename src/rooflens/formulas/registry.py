@@ -135,20 +135,3 @@ def dot_flops(macs: int, outputs: int, bias_adds: int, convention: Convention) -
     if convention is Convention.EXACT:
         return 2 * macs - outputs + bias_adds
     return 2 * macs + bias_adds
-
-
-def per_element(flops_per_element: int, *, of: str = "output") -> Formula:
-    """Factory for elementwise-style operators: a fixed number of FLOPs per output (or input) element."""
-
-    def fn(call: OpCall) -> Cost:
-        tensors = call.outputs if of == "output" else call.inputs[:1]
-        n = tensors[0].numel if tensors else 0
-        return Cost(flops=flops_per_element * n)
-
-    fn.__doc__ = f"{flops_per_element} FLOP(s) per {of} element"
-    return fn
-
-
-def no_flops(call: OpCall) -> Cost:
-    """memory traffic only, no FLOPs"""
-    return Cost()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
 
 SCHEMA_VERSION = 1
@@ -48,7 +49,7 @@ class Report:
     device: str = "cpu"
     dtype: str | None = None  # the dtype the analysis was asked to run in, if any
     torch_version: str = ""
-    _totals: dict[str, Cost] = field(default_factory=dict, repr=False, compare=False)
+    _totals: dict[str, Cost] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
@@ -128,6 +129,41 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2, operators: bool = True) -> str:
         return json.dumps(self.to_dict(operators=operators), indent=indent)
+
+    # ---- rendering (the logic lives in rooflens.report.formats and .terminal) -------------------
+    def render(self, *, depth: int | None = None, byte_unit: ByteUnit | str = ByteUnit.SI, width: int = 140) -> str:
+        """The module table with header and footer as plain text (no colour), ``width`` columns wide.
+
+        ``depth``: show modules down to this depth (0: the model only); deeper ones are folded into
+        their ancestors' cumulative numbers. ``byte_unit``: ``"si"`` (MB) or ``"binary"`` (MiB).
+        """
+        from rooflens.report.terminal import render_text
+
+        return render_text(self, depth=depth, byte_unit=ByteUnit(byte_unit), width=width)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rooflens.report.terminal import renderables
+
+        yield from renderables(self, width=options.max_width)
+
+    def _repr_html_(self) -> str:
+        from rooflens.report.formats import to_html
+
+        return to_html(self)
+
+    def to_csv(self, *, byte_unit: ByteUnit | str | None = None) -> str:
+        """One row per module in base units (bytes), or MB/MiB columns with ``byte_unit``."""
+        from rooflens.report.formats import to_csv
+
+        return to_csv(self, ByteUnit(byte_unit) if byte_unit is not None else None)
+
+    def to_markdown(self, *, depth: int | None = None, byte_unit: ByteUnit | str = ByteUnit.SI) -> str:
+        from rooflens.report.formats import to_markdown
+
+        return to_markdown(self, depth, ByteUnit(byte_unit))
 
 
 def _module_dict(n: ModuleNode) -> dict[str, Any]:

@@ -1,0 +1,223 @@
+"""The command line: `rooflens profile` in each format, -o, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rooflens import __version__
+from rooflens.cli import input_size, main
+
+MODEL_FILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.relu = nn.ReLU()
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            raise RuntimeError("boom in forward")
+
+
+    def make_net():
+        return Net()
+
+
+    def not_a_module():
+        return 42
+
+
+    def raises():
+        raise ValueError("bad config")
+
+
+    instance = Net()
+    """
+)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mymodel.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rooflens: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# ---- formats ----------------------------------------------------------------------------------------
+
+
+def test_profile_table(capsys, model_file):
+    code, out, err = run(capsys, "profile", f"{model_file}:Net", "--input-size", "1,3,32,32", "--width", "120")
+    assert code == 0, err
+    assert "Model:      Net" in out and "1×3×32×32 float32" in out
+    assert "├─ conv" in out and "└─ fc" in out
+    assert "Unsupported operators (FLOPs not counted, bytes counted):" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert "\x1b[" not in out
+
+
+def test_profile_depth_and_bytes(capsys, model_file):
+    code, out, _ = run(capsys, "profile", f"{model_file}:make_net", "-i", "1x3x32x32", "--depth", "0",
+                       "--bytes", "binary")
+    assert code == 0
+    assert "├─" not in out and "MiB = 2^20 bytes" in out and "KiB" in out
+
+
+def test_profile_json(capsys, model_file):
+    code, out, _ = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--format", "json",
+                       "--convention", "exact", "--dtype", "float16")
+    assert code == 0
+    data = json.loads(out)
+    assert data["model"] == "Net" and data["convention"] == "exact" and data["dtype"] == "float16"
+    assert data["inputs"] == [{"shape": [1, 3, 32, 32], "dtype": "float16"}]
+    assert data["total"]["macs"] > 0
+
+
+def test_profile_csv(capsys, model_file):
+    code, out, _ = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["path"] for r in rows] == ["", "conv", "relu", "pool", "fc"]
+    assert int(rows[1]["macs"]) == 8 * 32 * 32 * 3 * 3 * 3  # Cout*H*W*Cin*K*K
+
+
+def test_profile_markdown(capsys, model_file):
+    code, out, _ = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-f", "markdown")
+    assert code == 0
+    assert out.startswith("## rooflens: Net")
+    assert "| Module | Type | Params |" in out and "`conv`" in out
+
+
+def test_output_file(capsys, model_file, tmp_path):
+    for fmt, name in (("table", "t.txt"), ("json", "r.json"), ("csv", "m.csv"), ("markdown", "r.md")):
+        target = tmp_path / name
+        code, out, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-f", fmt, "-o", str(target))
+        assert code == 0, err
+        assert out == "" and f"wrote {target}" in err
+        assert target.read_text(encoding="utf-8").strip()
+    json.loads((tmp_path / "r.json").read_text())
+
+
+def test_module_instance_and_meta(capsys, model_file):
+    code, out, _ = run(capsys, "profile", f"{model_file}:instance", "-i", "1,3,32,32", "--meta", "-f", "json")
+    assert code == 0
+    assert json.loads(out)["params"]["nonzero"] is None  # built on meta: values unknown
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"rooflens {__version__}"
+
+
+# ---- errors -----------------------------------------------------------------------------------------
+
+
+def test_unknown_torchvision_model(capsys):
+    code, _, err = run(capsys, "profile", "torchvision:resnet5")
+    assert_one_line_error(code, err, "unknown torchvision model 'resnet5'", "did you mean resnet50",
+                          "torchvision:NAME, package.module:callable or path/to/file.py:callable")
+
+
+def test_not_a_spec(capsys):
+    code, _, err = run(capsys, "profile", "resnet50")
+    assert_one_line_error(code, err, "did you mean torchvision:resnet50?")
+
+
+def test_missing_file(capsys, tmp_path):
+    code, _, err = run(capsys, "profile", f"{tmp_path / 'nope.py'}:Net", "-i", "1,3,32,32")
+    assert_one_line_error(code, err, "nope.py", "does not exist")
+
+
+def test_missing_attribute(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:Nett", "-i", "1,3,32,32")
+    assert_one_line_error(code, err, "no attribute 'Nett'", "did you mean 'Net'")
+
+
+def test_callable_raises_or_returns_non_module(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:raises", "-i", "1,3,32,32")
+    assert_one_line_error(code, err, "raises()", "ValueError", "bad config")
+    code, _, err = run(capsys, "profile", f"{model_file}:not_a_module", "-i", "1,3,32,32")
+    assert_one_line_error(code, err, "not_a_module()", "int", "not a torch.nn.Module")
+
+
+def test_input_size_that_does_not_fit(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,4,32,32")
+    assert_one_line_error(code, err, "'conv'", "Conv2d", "[1, 4, 32, 32]")
+
+
+def test_forward_that_raises(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:Broken", "-i", "1,4")
+    assert_one_line_error(code, err, "RuntimeError", "boom in forward")
+
+
+def test_no_input_size_for_a_file_model(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:Net")
+    assert_one_line_error(code, err, "--input-size")
+
+
+def test_bad_options(capsys, model_file):
+    code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,a")
+    assert code == 2 and "rooflens: error:" in err and "1,3,224,224" in err and "Traceback" not in err
+    code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--dtype", "float17")
+    assert_one_line_error(code, err, "float17")
+    code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-o", "/nonexistent/dir/x.txt")
+    assert_one_line_error(code, err, "cannot write")
+
+
+def test_input_size_parsing():
+    assert input_size("1,3,224,224") == (1, 3, 224, 224)
+    assert input_size("1x3x224x224") == (1, 3, 224, 224)
+    assert input_size(" 2, 128 ") == (2, 128)
+    for bad in ("", "1,,3", "1,0,3", "-1,3", "a"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            input_size(bad)
+
+
+def test_console_script(model_file):
+    script = Path(sys.executable).with_name("rooflens")
+    if not script.exists():
+        pytest.skip("the rooflens console script is not installed (pip install -e .)")
+    done = subprocess.run([str(script), "profile", f"{model_file}:Net", "-i", "1,4,32,32"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("rooflens: error: ") and done.stderr.count("\n") == 1
