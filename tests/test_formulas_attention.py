@@ -19,21 +19,10 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import OpCall
 from rooflens.types import Convention, TensorMeta
 
+from _helpers import Fn, tm
+
 CPU_SDPA = "aten._scaled_dot_product_flash_attention_for_cpu"
 MACS, FLOPS, FLOPS_MASKED = 32768, 77824, 79872
-
-
-class Fn(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-def tm(*shape: int, dtype: str = "float32", itemsize: int = 4) -> TensorMeta:
-    return TensorMeta(tuple(shape), dtype, itemsize)
 
 
 def make_call(op: str, given: dict[str, Any], outputs: tuple[TensorMeta, ...] = (), *,

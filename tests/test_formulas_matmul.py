@@ -14,20 +14,7 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import OpCall
 from rooflens.types import Convention, TensorMeta
 
-
-class Fn(nn.Module):
-    """Wraps a function of the inputs as a module so that ``analyze`` can run it."""
-
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-def tm(*shape: int, dtype: str = "float32", itemsize: int = 4) -> TensorMeta:
-    return TensorMeta(tuple(shape), dtype, itemsize)
+from _helpers import Fn, tm
 
 
 def make_call(op: str, given: dict[str, Any], outputs: tuple[TensorMeta, ...], *,

@@ -15,14 +15,7 @@ from torch import nn
 import rooflens
 from rooflens.types import Cost
 
-
-class Fn(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
+from _helpers import Fn
 
 
 def op_cost(report: rooflens.Report, op: str) -> Cost:

@@ -20,14 +20,7 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import OpCall
 from rooflens.types import Cost, TensorMeta
 
-
-class Fn(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
+from _helpers import Fn
 
 
 IMG = (2, 4, 8, 8)  # 512 elements

@@ -17,16 +17,7 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import OpCall
 from rooflens.types import Cost, TensorMeta
 
-
-class Fn(nn.Module):
-    """Wraps a function of the inputs as a module so that ``analyze`` can run it."""
-
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
+from _helpers import Fn
 
 
 def x() -> torch.Tensor:

@@ -18,14 +18,7 @@ import rooflens
 from rooflens.formulas.pool import adaptive_pool_flops, bin_sum
 from rooflens.types import Cost
 
-
-class Fn(nn.Module):
-    def __init__(self, fn: Any) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
+from _helpers import Fn
 
 
 def only(report: rooflens.Report) -> tuple[str, Cost]:

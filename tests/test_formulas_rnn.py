@@ -18,6 +18,8 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import OpCall
 from rooflens.types import Convention, TensorMeta
 
+from _helpers import tm
+
 # Operators of other families that the CPU recurrent layers also reach (h0/c0 zeros, stacking h_n).
 OTHER_FAMILIES = ("aten.full", "aten.cat")
 
@@ -39,10 +41,6 @@ GRU_FLOPS = 69_376_000
 
 # nn.RNN(128, 256, num_layers=2) over T=10, B=1 (derivation in test_rnn_tanh)
 RNN_MACS, RNN_FLOPS = 2_293_760, 4_608_000
-
-
-def tm(*shape: int, dtype: str = "float32", itemsize: int = 4) -> TensorMeta:
-    return TensorMeta(tuple(shape), dtype, itemsize)
 
 
 def make_call(op: str, given: dict[str, Any], outputs: tuple[TensorMeta, ...] = (), *,

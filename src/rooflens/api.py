@@ -10,7 +10,6 @@ import torch
 from rooflens.analysis.modules import build_tree, uncalled
 from rooflens.capture.engine import run_capture
 from rooflens.errors import InputError
-from rooflens.params import param_stats
 from rooflens.report.report import Report
 from rooflens.types import Convention, TensorMeta
 
@@ -29,7 +28,9 @@ def analyze(
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
-    ``inputs``: a tensor, a tuple/list of tensors (positional arguments) or a dict (keyword arguments).
+    ``inputs``: a tensor, a tuple/list of positional arguments or a dict of keyword arguments. A tuple or
+    list is always the argument list: a model that takes a list (torchvision's detectors) gets
+    ``inputs=([image],)``.
     Or ``input_size``: one shape ``(1, 3, 224, 224)`` or a list of shapes, one per positional argument.
     ``dtype``: analyse as if parameters, buffers and inputs that are floating point had this dtype (the
     model is not changed). ``input_dtype``: dtype of tensors made from ``input_size`` (default: ``dtype``
@@ -52,7 +53,7 @@ def analyze(
         convention=conv,
         records=tuple(capture.records),
         modules=nodes,
-        params=param_stats(model),
+        params=nodes[""].params,
         uncalled_modules=tuple(uncalled(nodes)),
         diagnostics=tuple(capture.diagnostics),
         executed=capture.executed,
