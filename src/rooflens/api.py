@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,9 +10,11 @@ import torch
 
 from rooflens.analysis.modules import build_tree, uncalled
 from rooflens.capture.engine import run_capture
-from rooflens.errors import InputError
+from rooflens.errors import HardwareError, InputError
+from rooflens.hardware.catalogue import get as get_hardware
+from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.report.report import Report
-from rooflens.types import Convention, TensorMeta
+from rooflens.types import Convention, TensorMeta, Widths
 
 InputSize = Sequence[int] | Sequence[Sequence[int]]
 
@@ -25,6 +28,10 @@ def analyze(
     input_dtype: torch.dtype | str | None = None,
     convention: Convention | str = Convention.FMA,
     name: str | None = None,
+    hardware: HardwareSpec | str | None = None,
+    precision: Precision | str | None = None,
+    weight_bits: int | None = None,
+    act_bits: int | None = None,
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
@@ -36,6 +43,14 @@ def analyze(
     model is not changed). ``input_dtype``: dtype of tensors made from ``input_size`` (default: ``dtype``
     or float32). ``convention``: ``"fma"`` (default) or ``"exact"``; see the README.
 
+    ``hardware``: a catalogue id (``"a4000"``, see ``rooflens hw list``) or a
+    :class:`~rooflens.hardware.HardwareSpec`; the report then has a ``roofline``.
+    ``precision``: the compute precision (fp32, tf32, fp16, bf16, fp8, int8, int4) whose peak the
+    roofline uses; given, it also sets the width in memory of every floating-point tensor (int8: 1 byte
+    per element). Default: the precision of ``dtype`` or of the model's parameters, widths as built.
+    ``weight_bits`` / ``act_bits``: bits per element in memory of floating-point parameters and buffers /
+    of the other floating-point tensors, overriding ``precision`` (e.g. 4-bit weights, 16-bit activations).
+
     The forward runs on fake tensors under ``torch.no_grad()``: nothing is computed and the model, its
     parameters, buffers, hooks and ``training`` flag are left exactly as they were.
     """
@@ -43,8 +58,14 @@ def analyze(
         raise InputError(f"analyze() expects a torch.nn.Module, got {type(model).__name__}")
     conv = _convention(convention)
     dt = _dtype(dtype, "dtype")
+    spec = _hardware(hardware)
+    compute = Precision.parse(precision) if precision is not None else _model_precision(model, dt)
+    default_bits = compute.bits if precision is not None else None
+    widths = Widths(
+        _bits(weight_bits, "weight_bits") or default_bits, _bits(act_bits, "act_bits") or default_bits
+    )
     args, kwargs = _inputs(inputs, input_size, _dtype(input_dtype, "input_dtype") or dt or torch.float32)
-    capture = run_capture(model, args, kwargs, convention=conv, dtype=dt)
+    capture = run_capture(model, args, kwargs, convention=conv, dtype=dt, widths=widths)
     nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
     leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     return Report(
@@ -60,7 +81,42 @@ def analyze(
         device=_device(model, leaves),
         dtype=str(dt).removeprefix("torch.") if dt is not None else None,
         torch_version=torch.__version__,
+        precision=compute,
+        weight_bits=widths.weight_bits,
+        act_bits=widths.act_bits,
+        hardware=spec,
     )
+
+
+def _hardware(hardware: HardwareSpec | str | None) -> HardwareSpec | None:
+    if hardware is None:
+        return None
+    if not isinstance(hardware, (str, HardwareSpec)):
+        raise InputError(f"hardware must be a catalogue id or a HardwareSpec, got {type(hardware).__name__}")
+    spec = get_hardware(hardware)
+    if spec.bandwidth_bytes_per_s is None:
+        raise HardwareError(spec.missing_bandwidth_text())
+    return spec
+
+
+def _model_precision(model: torch.nn.Module, dtype: torch.dtype | None) -> Precision:
+    """The precision of ``dtype``, else of the first floating-point parameter or buffer, else fp32."""
+    if dtype is not None:
+        found = Precision.from_dtype(str(dtype))
+        if found is not None:
+            return found
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            return Precision.from_dtype(str(t.dtype)) or Precision.FP32
+    return Precision.FP32
+
+
+def _bits(value: int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise InputError(f"{what}={value!r} must be a whole number of bits from 1 to 64 (e.g. 8 for INT8)")
+    return value
 
 
 def _device(model: torch.nn.Module, leaves: list[torch.Tensor]) -> str:

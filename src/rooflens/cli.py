@@ -3,6 +3,11 @@
     rooflens profile MODEL [--input-size 1,3,224,224 ...] [--dtype float16] [--convention fma|exact]
                            [--depth N] [--format table|json|csv|markdown] [-o FILE]
                            [--bytes si|binary] [--width N] [--meta | --no-meta]
+    rooflens roofline MODEL --hw ID[,ID...] | --hw FILE.toml | --peak 19.2T --bandwidth 448G
+                           [--precision fp16] [--weight-bits 8] [--act-bits 8] [--plot FILE.png|svg]
+                           [... the options of profile]
+    rooflens hw list [--kind gpu] [--precision fp16] [--format table|json|csv|markdown]
+    rooflens hw show ID|FILE.toml [--format text|json|toml]
 
 MODEL is ``torchvision:NAME``, ``package.module:callable`` or ``path/to/file.py:callable``. Errors
 print one line, ``rooflens: error: ...``, on standard error and exit with status 2.
@@ -11,13 +16,18 @@ print one line, ``rooflens: error: ...``, on standard error and exit with status
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rooflens import __version__
 from rooflens.errors import InputError, RooflensError
+from rooflens.hardware.spec import HardwareSpec, Kind, Precision
+
+if TYPE_CHECKING:
+    from rooflens.report.report import Report
 
 PROG = "rooflens"
 EXIT_OK, EXIT_INTERNAL, EXIT_ERROR = 0, 1, 2
@@ -56,6 +66,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _bits(text: str) -> int:
+    value = _non_negative(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{value} bits: give 1 to 64 (e.g. 8 for INT8, 4 for INT4)")
+    return value
+
+
 def _width(text: str) -> int:
     value = _non_negative(text)
     if value < 40:
@@ -82,16 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_profile(sub)
+    _add_roofline(sub)
+    _add_hw(sub)
     return parser
 
 
-def _add_profile(sub: Any) -> None:
-    p = sub.add_parser(
-        "profile",
-        help="count parameters, MACs, FLOPs and memory traffic per module",
-        description="Count parameters, MACs, FLOPs and bytes read/written per module and in total. "
-        "MACs = conv + matmul multiply-accumulates; 1 MAC = 2 FLOPs.",
-    )
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model and how to run it: shared by profile and roofline."""
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument(
         "--input-size", "-i", dest="input_size", type=input_size, action="append", metavar="1,3,224,224",
@@ -101,6 +115,12 @@ def _add_profile(sub: Any) -> None:
     p.add_argument("--dtype", help="analyse as if the model and inputs were in this dtype (float16, bfloat16 ...)")
     p.add_argument("--convention", choices=("fma", "exact"), default="fma",
                    help="FLOP convention: fma (FLOPs = 2 x MACs + ...; default) or exact (n mults + n-1 adds)")
+    p.add_argument("--meta", action=argparse.BooleanOptionalAction, default=None,
+                   help="build the model on the meta device (fast, no memory; parameter values unknown); "
+                   "default: meta for torchvision models whose forward does not need values")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", "-d", type=_non_negative, default=None,
                    help="show modules down to this depth; deeper ones are folded into their ancestors "
                    "(table and markdown; default: every module)")
@@ -111,19 +131,90 @@ def _add_profile(sub: Any) -> None:
                    "csv gives plain bytes unless this is set")
     p.add_argument("--width", type=_width, default=None,
                    help="table width in characters (default: the terminal's, 140 when not a terminal)")
-    p.add_argument("--meta", action=argparse.BooleanOptionalAction, default=None,
-                   help="build the model on the meta device (fast, no memory; parameter values unknown); "
-                   "default: meta for torchvision models whose forward does not need values")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def _add_profile(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="count parameters, MACs, FLOPs and memory traffic per module",
+        description="Count parameters, MACs, FLOPs and bytes read/written per module and in total. "
+        "MACs = conv + matmul multiply-accumulates; 1 MAC = 2 FLOPs.",
+    )
+    _add_model_options(p)
+    _add_output_options(p)
     p.set_defaults(func=cmd_profile)
+
+
+def _add_precision_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", "-p", choices=[x.value for x in Precision], default=None,
+                   help="compute precision: selects the device's peak and sets the width in memory of every "
+                   "floating-point tensor (default: the model's dtype, tensors as built)")
+    p.add_argument("--weight-bits", type=_bits, default=None, metavar="BITS",
+                   help="bits per element of floating-point weights and buffers in memory (e.g. 8 or 4)")
+    p.add_argument("--act-bits", type=_bits, default=None, metavar="BITS",
+                   help="bits per element of floating-point activations in memory (e.g. 8)")
+
+
+def _add_roofline(sub: Any) -> None:
+    p = sub.add_parser(
+        "roofline",
+        help="roofline time, bound and intensity per module on a device (or several)",
+        description="Arithmetic intensity, bound (compute or memory) and roofline time "
+        "max(FLOPs / peak, bytes / bandwidth) per operator, summed per module, on the devices of --hw. "
+        "With several devices: one row per device. The roofline time is a lower bound for an eager run.",
+    )
+    _add_model_options(p)
+    p.add_argument("--hw", action="append", metavar="ID[,ID...]|FILE.toml",
+                   help="device(s): catalogue ids (see `rooflens hw list`), comma-separated or repeated, "
+                   "or a TOML file of [[device]] tables")
+    p.add_argument("--peak", metavar="FLOP/S",
+                   help="peak FLOP/s with an SI suffix (19.2T); alone with --bandwidth: an ad-hoc device; "
+                   "with --hw: replaces the devices' peak at the precision")
+    p.add_argument("--bandwidth", metavar="B/S",
+                   help="memory bandwidth in bytes/s with an SI suffix (448G); with one --hw device: replaces "
+                   "its bandwidth; with several: the bandwidth of those whose bandwidth is unpublished")
+    _add_precision_options(p)
+    p.add_argument("--plot", metavar="FILE",
+                   help="draw the roofline to FILE (.png, .svg or .pdf); with several devices one file each, "
+                   "named FILE-<device>.png")
+    p.add_argument("--plot-level", choices=("module", "operator"), default="module",
+                   help="points of the plot: leaf modules (default) or single operators")
+    _add_output_options(p)
+    p.set_defaults(func=cmd_roofline)
+
+
+def _add_hw(sub: Any) -> None:
+    hw = sub.add_parser("hw", help="the hardware catalogue", description="The hardware catalogue: dense peaks "
+                        "per precision, memory bandwidth and size, ridge points and sources.")
+    hw_sub = hw.add_subparsers(dest="hw_command", metavar="ACTION", parser_class=_Parser)
+    hw_sub.required = True
+    ls = hw_sub.add_parser("list", help="list the devices", description="List the devices of the catalogue.")
+    ls.add_argument("--kind", choices=[k.value for k in Kind], help="only devices of this kind")
+    ls.add_argument("--precision", "-p", choices=[x.value for x in Precision], default="fp32",
+                    help="precision of the ridge-point column (default fp32)")
+    ls.add_argument("--hw", action="append", metavar="FILE.toml", help="also list the devices of this file")
+    ls.add_argument("--format", "-f", choices=FORMATS, default="table", help="output format (default: table)")
+    ls.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    ls.add_argument("--width", type=_width, default=None, help="table width (default: the terminal's)")
+    ls.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ls.set_defaults(func=cmd_hw_list)
+    show = hw_sub.add_parser("show", help="one device in full", description="One device: every figure, "
+                             "the ridge point per precision, the source and how derived figures were derived.")
+    show.add_argument("device", metavar="ID|FILE.toml", help="a catalogue id or alias, or a TOML file")
+    show.add_argument("--format", "-f", choices=("text", "json", "toml"), default="text",
+                      help="text (default), json (base units) or toml (the catalogue's format)")
+    show.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    show.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    show.set_defaults(func=cmd_hw_show)
 
 
 # ---- commands ---------------------------------------------------------------------------------------
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
+def _analyze(args: argparse.Namespace, **options: Any) -> Report:
+    """Load MODEL and analyse it with the command's options."""
     from rooflens.api import analyze
-    from rooflens.report.units import ByteUnit
     from rooflens.zoo import load_model
 
     model, example, name = load_model(args.model, meta=args.meta)
@@ -136,15 +227,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
             f"rooflens does not know what {args.model} takes; give its input shape with --input-size, "
             "e.g. --input-size 1,3,224,224 (once per positional input)"
         )
-    report = analyze(model, dtype=args.dtype, convention=args.convention, name=name, **source)
+    return analyze(model, dtype=args.dtype, convention=args.convention, name=name, **source, **options)
+
+
+def _write_report(report: Report, args: argparse.Namespace) -> None:
+    """The report in the chosen format to standard output (a terminal gets colour) or to -o FILE."""
+    from rooflens.report.units import ByteUnit
 
     byte_unit = ByteUnit(args.bytes) if args.bytes else None
     if args.format == "table":
-        if args.output is None and args.width is None and sys.stdout.isatty():
+        if _to_terminal(args):
             from rooflens.report.terminal import print_report
 
             print_report(report, depth=args.depth, byte_unit=byte_unit or ByteUnit.SI)
-            return EXIT_OK
+            return
         text = report.render(depth=args.depth, byte_unit=byte_unit or ByteUnit.SI, width=args.width or 140)
     elif args.format == "json":
         text = report.to_json() + "\n"
@@ -153,6 +249,156 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         text = report.to_markdown(depth=args.depth, byte_unit=byte_unit or ByteUnit.SI)
     _emit(text, args.output)
+
+
+def _to_terminal(args: argparse.Namespace) -> bool:
+    return args.output is None and getattr(args, "width", None) is None and sys.stdout.isatty()
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    _write_report(_analyze(args), args)
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> list[HardwareSpec]:
+    """The devices of --hw (ids and files), with --peak/--bandwidth applied; or the ad-hoc one."""
+    from dataclasses import replace
+
+    from rooflens.hardware import custom, get, load_file
+    from rooflens.hardware.spec import parse_quantity
+
+    if not args.hw:
+        if args.peak and args.bandwidth:
+            return [custom(peak_flops_per_s=args.peak, bandwidth_bytes_per_s=args.bandwidth,
+                           precision=args.precision or "fp32", name=f"--peak {args.peak} --bandwidth {args.bandwidth}")]
+        raise InputError("say which device: --hw a4000 (see `rooflens hw list`), --hw devices.toml, "
+                         "or --peak 19.2T --bandwidth 448G")
+    specs: list[HardwareSpec] = []
+    for item in args.hw:
+        for name in filter(None, (x.strip() for x in item.split(","))):
+            is_file = name.endswith(".toml") or os.sep in name or os.path.isfile(name)
+            specs += load_file(name) if is_file else [get(name)]
+    if args.bandwidth:  # one device: replaces its bandwidth; several: fills in those without one
+        bw = parse_quantity(args.bandwidth, "bandwidth", what="--bandwidth")
+        specs = [s.with_bandwidth(bw) if len(specs) == 1 or s.bandwidth_bytes_per_s is None else s for s in specs]
+    if args.peak:
+        peak = parse_quantity(args.peak, "flops", what="--peak")
+        precision = Precision.parse(args.precision or "fp32")
+        specs = [replace(s, peak_flops_per_s={**s.peak_flops_per_s, precision: peak},
+                         notes=f"{s.notes}; {precision.value} peak {args.peak} given by the user".lstrip("; "))
+                 for s in specs]
+    for s in specs:
+        if s.bandwidth_bytes_per_s is None:
+            raise InputError(s.missing_bandwidth_text())
+    return specs
+
+
+def cmd_roofline(args: argparse.Namespace) -> int:
+    specs = _devices(args)
+    report = _analyze(args, hardware=specs[0], precision=args.precision, weight_bits=args.weight_bits,
+                      act_bits=args.act_bits)
+    reports = [report] + [report.with_hardware(s) for s in specs[1:]]
+    if args.plot:
+        for r in reports:
+            target = args.plot if len(reports) == 1 else _suffixed(args.plot, r.roofline.hardware.id)
+            path = r.plot_roofline(target, level=args.plot_level)
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
+    if len(reports) == 1:
+        _write_report(report, args)
+    else:
+        _write_comparison(reports, args)
+    return EXIT_OK
+
+
+def _suffixed(path: str, device: str) -> str:
+    root, ext = os.path.splitext(path)
+    return f"{root}-{device}{ext}"
+
+
+def _write_comparison(reports: list[Report], args: argparse.Namespace) -> None:
+    from rooflens.report import formats
+
+    rows = formats.comparison_rows(reports)
+    if args.format == "json":
+        data = {"model": reports[0].model, "precision": reports[0].precision.value,
+                "devices": formats.comparison_records(reports)}
+        _emit(json.dumps(data, indent=2) + "\n", args.output)
+        return
+    if args.format == "csv":
+        records = formats.comparison_records(reports)
+        _emit(formats.grid_csv(list(records[0]), [[_csv_value(v) for v in r.values()] for r in records]), args.output)
+        return
+    title = f"{reports[0].model}: roofline time per device (a lower bound for an eager run)"
+    notes = [f"{r.roofline.hardware.id}: {n}" for r in reports for n in r.roofline.notes]
+    if args.format == "markdown":
+        text = f"## {title}\n\n" + formats.grid_markdown(formats.COMPARE_COLUMNS, rows, formats.COMPARE_NUMERIC)
+        text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+        _emit(text, args.output)
+        return
+    _emit_items([_table(formats.COMPARE_COLUMNS, rows, formats.COMPARE_NUMERIC, title), *notes], args)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    return "" if value is None else value
+
+
+def _table(headers: tuple[str, ...], rows: list[list[str]], numeric: frozenset[str], title: str | None) -> Any:
+    from rooflens.report.terminal import grid_table
+
+    return grid_table(headers, rows, numeric, title=title)
+
+
+def _emit_items(items: list[Any], args: argparse.Namespace) -> None:
+    """rich renderables: with colour on a terminal, else plain text at --width (140)."""
+    from rooflens.report.terminal import plain_text, print_items
+
+    if _to_terminal(args):
+        print_items(items)
+    else:
+        _emit(plain_text(items, width=getattr(args, "width", None) or 140), args.output)
+
+
+def cmd_hw_list(args: argparse.Namespace) -> int:
+    from rooflens.hardware import devices, load_file
+    from rooflens.report import formats
+
+    specs = devices(args.kind)
+    for path in args.hw or ():
+        specs += [s for s in load_file(path) if args.kind is None or s.kind.value == args.kind]
+    if args.format == "json":
+        _emit(json.dumps([s.as_dict() for s in specs], indent=2) + "\n", args.output)
+        return EXIT_OK
+    rows = formats.hardware_rows(specs, args.precision)
+    if args.format == "csv":
+        _emit(formats.grid_csv(formats.HW_COLUMNS, rows), args.output)
+    elif args.format == "markdown":
+        _emit(formats.grid_markdown(formats.HW_COLUMNS, rows, formats.HW_NUMERIC), args.output)
+    else:
+        note = formats.HW_NOTE.format(precision=args.precision)
+        _emit_items([_table(formats.HW_COLUMNS, rows, formats.HW_NUMERIC, None), note], args)
+    return EXIT_OK
+
+
+def cmd_hw_show(args: argparse.Namespace) -> int:
+    from rooflens.hardware import get, load_file
+    from rooflens.report import formats
+
+    name = args.device
+    specs = load_file(name) if name.endswith(".toml") or os.path.isfile(name) else [get(name)]
+    if args.format == "json":
+        data: Any = [s.as_dict() for s in specs] if len(specs) > 1 else specs[0].as_dict()
+        _emit(json.dumps(data, indent=2) + "\n", args.output)
+    elif args.format == "toml":
+        _emit("\n".join(s.to_toml() for s in specs), args.output)
+    else:
+        from rooflens.report.terminal import label_grid
+
+        items: list[Any] = []
+        for s in specs:
+            items += [label_grid(formats.hardware_lines(s)), ""]
+        _emit_items(items[:-1], args)
     return EXIT_OK
 
 

@@ -15,3 +15,7 @@ class ModelError(RooflensError, RuntimeError):
 
 class SpecError(RooflensError, ValueError):
     """A model spec such as ``torchvision:resnet50`` or ``file.py:Net`` does not resolve."""
+
+
+class HardwareError(RooflensError, ValueError):
+    """A hardware entry or choice is wrong: unknown id, bad unit, implausible figure, missing peak."""

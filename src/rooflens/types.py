@@ -80,13 +80,37 @@ ZERO = Cost()
 
 
 @dataclass(frozen=True)
+class Widths:
+    """Bits per element in memory of floating-point tensors, by role; None keeps each dtype's own width.
+
+    ``weight_bits`` applies to parameters and buffers, ``act_bits`` to every other floating-point tensor
+    (inputs, activations, outputs). Integer and boolean tensors (indices, masks) keep their width.
+    """
+
+    weight_bits: int | None = None
+    act_bits: int | None = None
+
+    def bits_for(self, kind: TensorKind) -> int | None:
+        return self.act_bits if kind is TensorKind.ACTIVATION else self.weight_bits
+
+
+@dataclass(frozen=True)
 class TensorMeta:
     """Shape, dtype and role of one tensor an operator read or wrote."""
 
     shape: tuple[int, ...]
     dtype: str  # e.g. "float32", as torch names it without the "torch." prefix
-    itemsize: int  # bytes per element (0.5 is not possible here: sub-byte widths come from settings)
+    itemsize: int  # bytes per element of the dtype
     kind: TensorKind = TensorKind.ACTIVATION
+    bits: int = 0  # bits per element in memory when the precision settings change it (0: the dtype's)
+
+    @property
+    def storage_bits(self) -> int:
+        return self.bits or 8 * self.itemsize
+
+    def bytes_of(self, elements: int) -> int:
+        """Bytes that ``elements`` elements of this tensor take in memory (packed sub-byte widths round up)."""
+        return (elements * self.storage_bits + 7) // 8
 
     @property
     def numel(self) -> int:
@@ -97,7 +121,7 @@ class TensorMeta:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * self.itemsize
+        return self.bytes_of(self.numel)
 
 
 @dataclass(frozen=True)
@@ -125,7 +149,10 @@ class OpRecord:
 
 
 def _tensor_dict(t: TensorMeta) -> dict[str, Any]:
-    return {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind.value}
+    out: dict[str, Any] = {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind.value}
+    if t.bits:
+        out["bits"] = t.bits
+    return out
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import ModelError
 from rooflens.formulas import REGISTRY, OpCall
 from rooflens.formulas.registry import op_name
-from rooflens.types import Convention, Cost, OpRecord, TensorKind, TensorMeta
+from rooflens.types import Convention, Cost, OpRecord, TensorKind, TensorMeta, Widths
 
 # Operators that only create or reinterpret metadata: no FLOPs, no memory traffic, not recorded.
 # (Every op whose schema marks it a view -- view, transpose, expand, slice, select, ... -- is skipped too.)
@@ -65,11 +65,14 @@ class Capture:
 class CostMode(TorchDispatchMode):
     """Records every aten call with its cost; decomposes operators that have no formula."""
 
-    def __init__(self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], convention: Convention):
+    def __init__(
+        self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], convention: Convention, widths: Widths
+    ) -> None:
         super().__init__()
         self.tracker = tracker
         self.kinds = kinds
         self.convention = convention
+        self.widths = widths
         self.records: list[OpRecord] = []
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
         self.diagnostics: list[str] = []
@@ -123,11 +126,15 @@ class CostMode(TorchDispatchMode):
         return NotImplemented
 
     def _meta(self, t: torch.Tensor) -> TensorMeta:
+        kind = self.kinds.get(id(t), TensorKind.ACTIVATION)
+        itemsize = t.element_size()
+        bits = self.widths.bits_for(kind) if t.is_floating_point() else None
         return TensorMeta(
             shape=tuple(int(s) for s in t.shape),
             dtype=str(t.dtype).removeprefix("torch."),
-            itemsize=t.element_size(),
-            kind=self.kinds.get(id(t), TensorKind.ACTIVATION),
+            itemsize=itemsize,
+            kind=kind,
+            bits=bits if bits is not None and bits != 8 * itemsize else 0,
         )
 
     def _record(self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any) -> OpRecord:
@@ -254,13 +261,14 @@ def run_capture(
     *,
     convention: Convention,
     dtype: torch.dtype | None = None,
+    widths: Widths = Widths(),
 ) -> Capture:
     """Analyse one forward call ``model(*args, **kwargs)`` on fake tensors (or real ones if it must)."""
     state, kinds = _state(model)
     leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
     device = analysis_device(model, leaves)
     try:
-        return _fake_run(model, state, kinds, args, kwargs, convention, dtype, device)
+        return _fake_run(model, state, kinds, args, kwargs, convention, widths, dtype, device)
     except _NeedsRealRun as need:
         if any(_is_meta(t) for t in state.values()):
             raise ModelError(
@@ -268,7 +276,7 @@ def run_capture(
                 "on the meta device does not have; build the model with real weights (on the CPU) so that "
                 "rooflens can fall back to a real run"
             ) from need.cause
-        capture = _real_run(model, state, kinds, args, kwargs, convention, dtype, device)
+        capture = _real_run(model, state, kinds, args, kwargs, convention, widths, dtype, device)
         capture.diagnostics.insert(
             0,
             f"fake execution stopped at {need.op} in module {need.module or '<root>'!r}, whose output depends "
@@ -290,6 +298,7 @@ def _fake_run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     convention: Convention,
+    widths: Widths,
     dtype: torch.dtype | None,
     device: torch.device,
 ) -> Capture:
@@ -306,7 +315,7 @@ def _fake_run(
     fake_state = _convert(state, fake, memo)
     fake_args, fake_kwargs = _convert((args, kwargs), fake, memo)
     fake_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, convention, fake_mode, "fake")
+    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, convention, widths, fake_mode, "fake")
 
 
 def _real_run(
@@ -316,6 +325,7 @@ def _real_run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     convention: Convention,
+    widths: Widths,
     dtype: torch.dtype | None,
     device: torch.device,
 ) -> Capture:
@@ -335,7 +345,7 @@ def _real_run(
         real_state = _convert(state, real, memo)
         real_args, real_kwargs = _convert((args, kwargs), real, memo)
     real_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, real_state, real_kinds, real_args, real_kwargs, convention, None, "real")
+    return _execute(model, real_state, real_kinds, real_args, real_kwargs, convention, widths, None, "real")
 
 
 def _execute(
@@ -345,11 +355,12 @@ def _execute(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     convention: Convention,
+    widths: Widths,
     fake_mode: FakeTensorMode | None,
     executed: str,
 ) -> Capture:
     tracker = ModuleTracker(model)
-    mode = CostMode(tracker, kinds, convention)
+    mode = CostMode(tracker, kinds, convention, widths)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         stack.enter_context(warnings.catch_warnings())

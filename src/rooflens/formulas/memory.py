@@ -68,7 +68,7 @@ def gather_bytes(source: str = "self") -> BytesRule:
 
     def rule(call: OpCall) -> tuple[int, int]:
         src = _source(call, source)
-        gathered = (call.out.numel if call.outputs else 0) * src.itemsize
+        gathered = src.bytes_of(call.out.numel if call.outputs else 0)
         return _arg_bytes(call, skip=(source,)) + gathered, _written(call)
 
     rule.__doc__ = "Reads the indices and the gathered elements (output-sized), not the whole source; writes the output"
@@ -178,7 +178,7 @@ def _gathered_rows(call: OpCall) -> tuple[TensorMeta, int]:
 def embedding_bag_bytes(call: OpCall) -> tuple[int, int]:
     """Reads indices, offsets, per-sample weights and the gathered rows (not the table); writes the outputs"""
     weight, gathered = _gathered_rows(call)
-    return _arg_bytes(call, skip=("weight",)) + gathered * weight.itemsize, _written(call)
+    return _arg_bytes(call, skip=("weight",)) + weight.bytes_of(gathered), _written(call)
 
 
 @formula(
@@ -259,7 +259,7 @@ def _accumulates(call: OpCall) -> bool:
 def scatter_inplace_bytes(call: OpCall) -> tuple[int, int]:
     """Reads indices and source values (+ the addressed elements when accumulating); writes the addressed elements"""
     x = _source(call, "self")
-    touched = _addressed(call) * x.itemsize
+    touched = x.bytes_of(_addressed(call))
     read = _arg_bytes(call, skip=("self",)) + (touched if _accumulates(call) else 0)
     return read, touched
 

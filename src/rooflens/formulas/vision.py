@@ -25,7 +25,7 @@ def _roi_bytes(call: OpCall) -> tuple[int, int]:
     x, rois = call.tensor("input"), call.tensor("rois")
     assert x is not None and rois is not None
     taps = 4 * _samples(call) ** 2 if "sampling_ratio" in call.args else 1
-    sampled = min(x.numel, taps * call.out.numel) * x.itemsize
+    sampled = x.bytes_of(min(x.numel, taps * call.out.numel))
     return rois.nbytes + sampled, sum(t.nbytes for t in call.outputs)
 
 

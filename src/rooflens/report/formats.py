@@ -22,14 +22,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rooflens.report.units import ByteUnit, count, nbytes, si
+from rooflens.report.units import ByteUnit, count, nbytes, seconds_text, si, si3
 from rooflens.types import Cost, ModuleNode, TensorKind
 
 if TYPE_CHECKING:
+    from rooflens.analysis.roofline import Timing
+    from rooflens.hardware.spec import HardwareSpec
     from rooflens.report.report import Report
 
 COLUMNS = ("Module", "Type", "Params", "MACs", "FLOPs", "Read", "Written", "%MACs", "Output shape")
-NUMERIC_COLUMNS = frozenset({"Params", "MACs", "FLOPs", "Read", "Written", "%MACs"})
+# With hardware: intensity, its ratio to the device's ridge point, the bound and the roofline time.
+ROOFLINE_COLUMNS = (
+    "Module", "Type", "Params", "FLOPs", "Read", "Written", "FLOP/B", "I/Ridge", "Bound", "Mem%", "Time",
+    "%Time", "Output shape",
+)
+NUMERIC_COLUMNS = frozenset({"Params", "MACs", "FLOPs", "Read", "Written", "%MACs", "FLOP/B", "I/Ridge", "Mem%", "Time", "%Time"})
 CSV_COLUMNS = (
     "path", "type", "depth", "calls", "params", "macs", "flops", "bytes_read", "bytes_written",
     "share_of_macs", "output_shape",
@@ -55,6 +62,14 @@ class ModuleRow:
     cost: Cost
     share_of_macs: float | None  # of the model's total MACs; None when the model has none
     output_shapes: tuple[tuple[int, ...], ...]
+    timing: Timing | None = None  # roofline times, when the report has hardware
+    share_of_time: float | None = None  # of the model's roofline time
+    ridge_point: float | None = None  # of the device, FLOP/B
+
+
+def columns(report: Report) -> tuple[str, ...]:
+    """The table's columns: the roofline ones when the report has hardware."""
+    return ROOFLINE_COLUMNS if report.hardware is not None else COLUMNS
 
 
 # ---- rows -------------------------------------------------------------------------------------------
@@ -104,9 +119,11 @@ def module_rows(report: Report, depth: int | None = None) -> list[ModuleRow]:
     prefixes = tree_prefixes(modules, visible)
     ran = ran_modules(modules)
     total_macs = report.total().macs
+    roof = report.roofline if report.hardware is not None else None
     rows = []
     for path in visible:
         node = modules[path]
+        timing = roof.by_module().get(path) if roof is not None else None
         rows.append(
             ModuleRow(
                 path=path,
@@ -120,6 +137,9 @@ def module_rows(report: Report, depth: int | None = None) -> list[ModuleRow]:
                 cost=node.cumulative,
                 share_of_macs=node.cumulative.macs / total_macs if total_macs else None,
                 output_shapes=node.output_shapes,
+                timing=timing,
+                share_of_time=timing.seconds / roof.total_seconds if timing and roof and roof.total_seconds else None,
+                ridge_point=roof.ridge_point if roof is not None else None,
             )
         )
     return rows
@@ -153,22 +173,40 @@ def name_text(row: ModuleRow) -> str:
     return f"{row.name} ×{row.calls}" if row.calls > 1 else row.name
 
 
-def row_cells(row: ModuleRow, byte_unit: ByteUnit = ByteUnit.SI) -> list[str]:
-    """:data:`COLUMNS` of one row as display strings (without the tree prefix)."""
-    if not row.ran:
-        return [name_text(row), row.type_name, si(row.params), "-", "-", "-", "-", "-", "(not called)"]
+def intensity_text(value: float) -> str:
+    """FLOPs per byte with three significant digits (``0.249``, ``28.8``, ``1170``)."""
+    if value == 0:
+        return "0"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def row_cells(row: ModuleRow, byte_unit: ByteUnit = ByteUnit.SI, cols: Sequence[str] = COLUMNS) -> list[str]:
+    """The columns ``cols`` of one row as display strings (without the tree prefix)."""
     c = row.cost
-    return [
-        name_text(row),
-        row.type_name,
-        si(row.params),
-        si(c.macs),
-        si(c.flops),
-        nbytes(c.bytes_read, byte_unit),
-        nbytes(c.bytes_written, byte_unit),
-        share_text(row.share_of_macs),
-        shapes_text(row.output_shapes),
-    ]
+    t = row.timing
+    cells = {
+        "Module": name_text(row),
+        "Type": row.type_name,
+        "Params": si(row.params),
+        "MACs": si(c.macs),
+        "FLOPs": si(c.flops),
+        "Read": nbytes(c.bytes_read, byte_unit),
+        "Written": nbytes(c.bytes_written, byte_unit),
+        "%MACs": share_text(row.share_of_macs),
+        "Output shape": shapes_text(row.output_shapes),
+        "FLOP/B": intensity_text(c.intensity),
+        "I/Ridge": f"{c.intensity / row.ridge_point:.2f}" if row.ridge_point else "-",
+        "Bound": t.bound.value if t is not None and t.seconds else "-",
+        "Mem%": share_text(t.memory_bound_share) if t is not None and t.seconds else "-",
+        "Time": seconds_text(t.seconds) if t is not None else "-",
+        "%Time": share_text(row.share_of_time),
+    }
+    if not row.ran:
+        cells = {k: (v if k in ("Module", "Type", "Params") else "-") for k, v in cells.items()}
+        cells["Output shape"] = "(not called)"
+    return [cells[col] for col in cols]
 
 
 # ---- header and footer ------------------------------------------------------------------------------
@@ -221,14 +259,46 @@ def header_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         ("Executed", executed_text(report)),
         ("Device", report.device),
         ("Dtype", dtype_text(report)),
+        ("Precision", precision_text(report)),
+        *([("Hardware", hardware_text(report))] if report.hardware is not None else []),
         ("Units", units_text(byte_unit)),
     ]
 
 
-def table_note(depth: int | None) -> str:
+def widths_text(weight_bits: int | None, act_bits: int | None) -> str:
+    if weight_bits is None and act_bits is None:
+        return "tensors at their dtype's width in memory"
+    w = f"{weight_bits}-bit" if weight_bits is not None else "dtype-width"
+    a = f"{act_bits}-bit" if act_bits is not None else "dtype-width"
+    return f"floating-point weights {w}, activations {a} in memory (integer tensors at their own width)"
+
+
+def precision_text(report: Report) -> str:
+    return f"{report.precision.value} compute; {widths_text(report.weight_bits, report.act_bits)}"
+
+
+def hardware_text(report: Report) -> str:
+    roof = report.roofline
+    hw = roof.hardware
+    used = roof.used_precision.value
+    return (
+        f"{hw.name} ({hw.id}): {used} peak {si(roof.peak_flops_per_s, 'FLOP/s')} · "
+        f"bandwidth {si(roof.bandwidth_bytes_per_s, 'B/s')} · ridge point {roof.ridge_point:.1f} FLOP/B"
+    )
+
+
+ROOFLINE_NOTE = (
+    "FLOP/B: arithmetic intensity; I/Ridge: intensity / ridge point (1 or more: compute-bound); Mem%: share of "
+    "the time in memory-bound operators; Time: roofline time, the sum of max(FLOPs/peak, bytes/bandwidth) per operator"
+)
+
+
+def table_note(depth: int | None, roofline: bool = False) -> str:
     note = "Numbers are cumulative: a module's include its submodules'; ×N: called N times"
     if depth is not None:
         note += f"; modules deeper than depth {depth} are folded into their ancestors"
+    if roofline:
+        note += ". " + ROOFLINE_NOTE
     return note
 
 
@@ -254,6 +324,8 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
     size = f"{nbytes(p.bytes, byte_unit)} (parameters at their own dtype)"
     if report.dtype and (itemsize := _itemsize(report.dtype)) is not None:
         size += f"; {nbytes(p.total * itemsize, byte_unit)} at {report.dtype}"
+    if report.weight_bits is not None:
+        size += f"; {nbytes(report.weight_bytes, byte_unit)} at {report.weight_bits}-bit weights"
     uncalled = list(report.uncalled_modules)
     uncalled_text = ", ".join(p or "<root>" for p in uncalled[:MAX_LISTED]) or "none"
     if len(uncalled) > MAX_LISTED:
@@ -270,11 +342,54 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
             f"non-trainable {count(p.non_trainable)} · non-zero {nonzero}",
         ),
         ("Model size", size),
+        *roofline_lines(report, byte_unit),
         ("Buffers", f"{count(p.buffers)} elements ({nbytes(p.buffer_bytes, byte_unit)})"),
         (UNSUPPORTED_LABEL, unsupported_text(report)),
         ("Uncalled modules", uncalled_text),
         ("Diagnostics", "; ".join(report.diagnostics) or "none"),
     ]
+
+
+TOP_OPERATORS = 5  # operators listed by share of the roofline time
+
+
+def roofline_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tuple[str, str]]:
+    """The roofline's totals, when the report has hardware: time, bound share, intensity, top operators."""
+    if report.hardware is None:
+        return []
+    roof = report.roofline
+    t = roof.total
+    share = roof.bound_share()
+    total = t.seconds or 1.0
+    top = ", ".join(
+        f"{o.op} {100 * o.timing.seconds / total:.1f}% ({o.timing.bound.value})"
+        for o in roof.by_operator(report.records)[:TOP_OPERATORS] if o.timing.seconds
+    )
+    fits = ""
+    if roof.hardware.memory_bytes is not None:
+        verdict = "fit in" if report.weight_bytes <= roof.hardware.memory_bytes else "do NOT fit in"
+        fits = f"; weights ({nbytes(report.weight_bytes, byte_unit)}) {verdict} its {nbytes(roof.hardware.memory_bytes, byte_unit)}"
+    lines = [
+        (
+            "Roofline time",
+            f"{seconds_text(t.seconds)}: the sum over operators of max(FLOPs/peak, bytes/bandwidth), a lower "
+            "bound for an eager run (no launch overhead, every kernel at its roof)",
+        ),
+        (
+            "Bound share",
+            f"memory-bound {100 * share['memory']:.1f}% of the time, compute-bound {100 * share['compute']:.1f}%",
+        ),
+        (
+            "Whole model",
+            f"intensity {intensity_text(t.intensity)} FLOP/B = {t.intensity / roof.ridge_point:.2f} x ridge; "
+            f"{si(t.flops_per_s, 'FLOP/s')} at roofline time = {100 * t.flops_per_s / roof.peak_flops_per_s:.1f}% "
+            f"of peak{fits}",
+        ),
+        ("Most time", top or "none"),
+    ]
+    if roof.notes:
+        lines.append(("Roofline notes", "; ".join(roof.notes)))
+    return lines
 
 
 # ---- CSV --------------------------------------------------------------------------------------------
@@ -297,6 +412,18 @@ def csv_records(report: Report, byte_unit: ByteUnit | None = None) -> list[dict[
             "share_of_macs": round(row.share_of_macs, 6) if row.share_of_macs is not None else "",
             "output_shape": ";".join(shape_text(s, "x") for s in row.output_shapes),
         }
+        if row.timing is not None:
+            t = row.timing
+            rec.update(
+                intensity=round(t.intensity, 6),
+                ridge_ratio=round(t.intensity / row.ridge_point, 6) if row.ridge_point else "",
+                bound=t.bound.value,
+                roofline_seconds=t.seconds,
+                compute_seconds=t.compute_seconds,
+                memory_seconds=t.memory_seconds,
+                memory_bound_share=round(t.memory_bound_share, 6),
+                share_of_time=round(row.share_of_time, 6) if row.share_of_time is not None else "",
+            )
         if byte_unit is not None:
             scale, suffix = (1e6, "MB") if byte_unit is ByteUnit.SI else (2**20, "MiB")
             rec = {
@@ -336,11 +463,12 @@ def markdown_name(row: ModuleRow) -> str:
 def to_markdown(report: Report, depth: int | None = None, byte_unit: ByteUnit = ByteUnit.SI) -> str:
     lines = [f"## rooflens: {_md(report.model)}", ""]
     lines += [f"- **{label}**: {_md(text)}" for label, text in header_lines(report, byte_unit)[1:]]
-    lines += ["", f"_{_md(table_note(depth))}._", ""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("| " + " | ".join("---:" if c in NUMERIC_COLUMNS else "---" for c in COLUMNS) + " |")
+    lines += ["", f"_{_md(table_note(depth, report.hardware is not None))}._", ""]
+    cols = columns(report)
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("| " + " | ".join("---:" if c in NUMERIC_COLUMNS else "---" for c in cols) + " |")
     for row in module_rows(report, depth):
-        cells = row_cells(row, byte_unit)
+        cells = row_cells(row, byte_unit, cols)
         cells[0] = markdown_name(row)
         lines.append("| " + " | ".join([cells[0]] + [_md(c) for c in cells[1:]]) + " |")
     lines.append("")
@@ -361,23 +489,142 @@ def _dl(pairs: Iterable[tuple[str, str]]) -> str:
 
 def to_html(report: Report, depth: int | None = None, byte_unit: ByteUnit = ByteUnit.SI) -> str:
     """A simple, self-contained HTML fragment (for Jupyter's ``_repr_html_``)."""
+    cols = columns(report)
     head = "".join(
-        f"<th style='text-align:{'right' if c in NUMERIC_COLUMNS else 'left'}'>{html.escape(c)}</th>" for c in COLUMNS
+        f"<th style='text-align:{'right' if c in NUMERIC_COLUMNS else 'left'}'>{html.escape(c)}</th>" for c in cols
     )
     body = []
     for row in module_rows(report, depth):
-        cells = row_cells(row, byte_unit)
+        cells = row_cells(row, byte_unit, cols)
         tds = [f"<td style='text-align:left;font-family:monospace;white-space:pre'>"
                f"{html.escape(row.prefix + cells[0])}</td>"]
-        for col, cell in zip(COLUMNS[1:], cells[1:], strict=True):
+        for col, cell in zip(cols[1:], cells[1:], strict=True):
             align = "right" if col in NUMERIC_COLUMNS else "left"
             tds.append(f"<td style='text-align:{align}'>{html.escape(cell)}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     return (
         "<div class='rooflens-report'>"
         f"{_dl(header_lines(report, byte_unit))}"
-        f"<p><em>{html.escape(table_note(depth))}.</em></p>"
+        f"<p><em>{html.escape(table_note(depth, report.hardware is not None))}.</em></p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         f"{_dl(footer_lines(report, byte_unit))}"
         "</div>"
     )
+
+
+# ---- hardware catalogue and device comparison ------------------------------------------------------
+
+HW_PEAKS = ("fp32", "fp16", "bf16", "int8")  # `hw show` has them all
+HW_COLUMNS = ("ID", "Name", "Kind", "Memory", "Bandwidth", *(p.upper() for p in HW_PEAKS), "Ridge")
+HW_NUMERIC = frozenset({"Memory", "Bandwidth", *(p.upper() for p in HW_PEAKS), "Ridge"})
+HW_NOTE = ("Dense peaks in FLOP/s (OP/s for INT8), T = 1e12; bandwidth in B/s; Ridge = peak / bandwidth in FLOP/B "
+           "at {precision} (or the precision the device falls back to); - = not available; "
+           "`rooflens hw show ID` gives every precision and the sources")
+
+
+def hardware_rows(specs: Sequence[HardwareSpec], precision: str = "fp32", byte_unit: ByteUnit = ByteUnit.SI) -> list[list[str]]:
+    """One row per device, :data:`HW_COLUMNS` in order."""
+    rows = []
+    for s in specs:
+        peaks = {p.value: si3(v) for p, v in s.peak_flops_per_s.items()}
+        if s.bandwidth_bytes_per_s is None:
+            ridge, bandwidth = "-", "unpublished"
+        else:
+            used, _ = s.resolve(precision)
+            ridge = f"{s.ridge_point(used):.1f}" + ("" if used.value == precision else f" ({used.value})")
+            bandwidth = si3(s.bandwidth_bytes_per_s, "B/s")
+        memory = (si3(s.memory_bytes, "B") if byte_unit is ByteUnit.SI else nbytes(s.memory_bytes, byte_unit, 0)) \
+            if s.memory_bytes else "-"
+        rows.append([
+            s.id, s.name, s.kind.value, memory, bandwidth,
+            *(peaks.get(p, "-") for p in HW_PEAKS), ridge,
+        ])
+    return rows
+
+
+def hardware_lines(s: HardwareSpec, byte_unit: ByteUnit = ByteUnit.SI) -> list[tuple[str, str]]:
+    """Every field of one device as ``(label, text)`` pairs; peaks with their ridge points."""
+    bw = s.bandwidth_bytes_per_s
+    lines = [
+        ("ID", s.id + (f" (aliases: {', '.join(s.aliases)})" if s.aliases else "")),
+        ("Name", s.name),
+        ("Vendor", s.vendor),
+        ("Kind", s.kind.value),
+        ("Memory", nbytes(s.memory_bytes, byte_unit) if s.memory_bytes else "not given"),
+        ("On-chip", nbytes(s.onchip_bytes, byte_unit) if s.onchip_bytes else "not given"),
+        ("Bandwidth", si(bw, "B/s") if bw else "unpublished: give one with --bandwidth"),
+    ]
+    for p, v in s.peak_flops_per_s.items():
+        ridge = f" · ridge point {v / bw:.1f} FLOP/B" if bw else ""
+        lines.append((f"Peak {p.value}", f"{si(v, 'OP/s' if p.value.startswith('int') else 'FLOP/s')} (dense){ridge}"))
+    lines.append(("Source", s.source))
+    if s.notes:
+        lines.append(("Notes", s.notes))
+    for k, v in s.extra.items():
+        lines.append((k, str(v)))
+    return lines
+
+
+COMPARE_COLUMNS = (
+    "Device", "Precision", "Peak", "Bandwidth", "Ridge", "Roofline time", "Memory-bound", "FLOP/B", "% of peak",
+    "Weights fit",
+)
+COMPARE_NUMERIC = frozenset({"Peak", "Bandwidth", "Ridge", "Roofline time", "Memory-bound", "FLOP/B", "% of peak"})
+
+
+def comparison_records(reports: Sequence[Report]) -> list[dict[str, Any]]:
+    """One dict per device (base units): the model's roofline time, bound share and intensity on it."""
+    out = []
+    for r in reports:
+        roof = r.roofline
+        hw = roof.hardware
+        t = roof.total
+        out.append({
+            "device": hw.id,
+            "name": hw.name,
+            "precision": roof.precision.value,
+            "used_precision": roof.used_precision.value,
+            "peak_flops_per_s": roof.peak_flops_per_s,
+            "bandwidth_bytes_per_s": roof.bandwidth_bytes_per_s,
+            "ridge_point": roof.ridge_point,
+            "roofline_seconds": t.seconds,
+            "memory_bound_share": t.memory_bound_share,
+            "intensity": t.intensity,
+            "share_of_peak": t.flops_per_s / roof.peak_flops_per_s,
+            "weight_bytes": r.weight_bytes,
+            "memory_bytes": hw.memory_bytes,
+            "weights_fit": None if hw.memory_bytes is None else r.weight_bytes <= hw.memory_bytes,
+            "notes": list(roof.notes),
+        })
+    return out
+
+
+def comparison_rows(reports: Sequence[Report]) -> list[list[str]]:
+    """:data:`COMPARE_COLUMNS` per device, as display strings."""
+    rows = []
+    for rec in comparison_records(reports):
+        used = rec["used_precision"]
+        precision = used if used == rec["precision"] else f"{used} (for {rec['precision']})"
+        fit = {None: "?", True: "yes", False: "NO"}[rec["weights_fit"]]
+        rows.append([
+            rec["device"], precision, si3(rec["peak_flops_per_s"]), si3(rec["bandwidth_bytes_per_s"], "B/s"),
+            f"{rec['ridge_point']:.1f}", seconds_text(rec["roofline_seconds"]),
+            f"{100 * rec['memory_bound_share']:.1f}%", intensity_text(rec["intensity"]),
+            f"{100 * rec['share_of_peak']:.1f}%", fit,
+        ])
+    return rows
+
+
+def grid_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def grid_markdown(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: frozenset[str] = frozenset()) -> str:
+    lines = ["| " + " | ".join(headers) + " |",
+             "| " + " | ".join("---:" if h in numeric else "---" for h in headers) + " |"]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

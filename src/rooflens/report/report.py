@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rooflens.errors import InputError
+from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
+
+if TYPE_CHECKING:
+    from rooflens.analysis.roofline import Roofline, Timing
 
 SCHEMA_VERSION = 1
 
@@ -49,7 +55,11 @@ class Report:
     device: str = "cpu"
     dtype: str | None = None  # the dtype the analysis was asked to run in, if any
     torch_version: str = ""
-    _totals: dict[str, Cost] = field(default_factory=dict, init=False, repr=False, compare=False)
+    precision: Precision = Precision.FP32  # compute precision: selects the device's peak
+    weight_bits: int | None = None  # bits per element of floating-point parameters and buffers (None: dtype's)
+    act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
+    hardware: HardwareSpec | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
@@ -57,9 +67,9 @@ class Report:
     # ---- queries --------------------------------------------------------------------------------
     def total(self) -> Cost:
         """The whole model: the sum over every operator record."""
-        if "total" not in self._totals:
-            self._totals["total"] = sum((r.cost for r in self.records), ZERO)
-        return self._totals["total"]
+        if "total" not in self._cache:
+            self._cache["total"] = sum((r.cost for r in self.records), ZERO)
+        return self._cache["total"]
 
     def by_module(self) -> Mapping[str, ModuleNode]:
         """Module path -> node with ``own`` and ``cumulative`` cost, params, calls, output shapes."""
@@ -91,9 +101,43 @@ class Report:
     def root(self) -> ModuleNode:
         return self.modules[""]
 
+    @property
+    def roofline(self) -> Roofline:
+        """The roofline on ``hardware`` at ``precision``: per-operator and per-module times and bounds."""
+        if self.hardware is None:
+            raise InputError(
+                "this report has no hardware: analyze(..., hardware='a4000') or report.with_hardware('a4000')"
+            )
+        if "roofline" not in self._cache:
+            from rooflens.analysis.roofline import roofline
+
+            self._cache["roofline"] = roofline(self.records, self.modules, self.hardware, self.precision)
+        return self._cache["roofline"]  # type: ignore[no-any-return]
+
+    def with_hardware(self, hardware: HardwareSpec | str) -> Report:
+        """The same counts on another device (same precision and bit widths; nothing is re-analysed)."""
+        from rooflens.hardware import get
+
+        return replace(self, hardware=get(hardware))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the parameters at ``weight_bits`` (at their own dtypes when it is not set)."""
+        if self.weight_bits is None:
+            return self.params.bytes
+        return (self.params.total * self.weight_bits + 7) // 8
+
+    def plot_roofline(self, path: str | Path, **options: Any) -> Path:
+        """Draw the roofline (PNG, SVG or PDF by the file's suffix); see :func:`rooflens.report.plot.plot_roofline`."""
+        from rooflens.report.plot import plot_roofline
+
+        return plot_roofline(self, path, **options)
+
     # ---- serialisation --------------------------------------------------------------------------
     def to_dict(self, *, operators: bool = True) -> dict[str, Any]:
         total = self.total()
+        roof = self.roofline if self.hardware is not None else None
+        timings = roof.by_module() if roof is not None else {}
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -104,6 +148,7 @@ class Report:
             "dtype": self.dtype,
             "torch_version": self.torch_version,
             "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
+            "precision": {"compute": self.precision.value, "weight_bits": self.weight_bits, "act_bits": self.act_bits},
             "total": {**total.as_dict(), "intensity": total.intensity},
             "params": {
                 "total": self.params.total,
@@ -114,7 +159,7 @@ class Report:
                 "buffers": self.params.buffers,
                 "buffer_bytes": self.params.buffer_bytes,
             },
-            "modules": [_module_dict(n) for n in self.modules.values()],
+            "modules": [_module_dict(n, timings.get(n.path)) for n in self.modules.values()],
             "operators_summary": [
                 {"op": s.op, "calls": s.calls, "supported": s.supported, **s.cost.as_dict()}
                 for s in self.by_operator().values()
@@ -123,8 +168,18 @@ class Report:
             "uncalled_modules": list(self.uncalled_modules),
             "diagnostics": list(self.diagnostics),
         }
+        if roof is not None:
+            data["roofline"] = {
+                **roof.as_dict(),
+                "operators_summary": [
+                    {"op": o.op, "calls": o.calls, **o.timing.as_dict()} for o in roof.by_operator(self.records)
+                ],
+            }
         if operators:
             data["operators"] = [r.as_dict() for r in self.records]
+            if roof is not None:
+                for item, t in zip(data["operators"], roof.ops, strict=True):
+                    item["roofline"] = {"seconds": t.seconds, "bound": t.bound.value, "intensity": t.intensity}
         return data
 
     def to_json(self, *, indent: int | None = 2, operators: bool = True) -> str:
@@ -166,7 +221,7 @@ class Report:
         return to_markdown(self, depth, ByteUnit(byte_unit))
 
 
-def _module_dict(n: ModuleNode) -> dict[str, Any]:
+def _module_dict(n: ModuleNode, timing: Timing | None) -> dict[str, Any]:
     return {
         "path": n.path,
         "type": n.type_name,
@@ -177,4 +232,5 @@ def _module_dict(n: ModuleNode) -> dict[str, Any]:
         "output_shapes": [list(s) for s in n.output_shapes],
         "own": n.own.as_dict(),
         "cumulative": n.cumulative.as_dict(),
+        **({"roofline": timing.as_dict()} if timing is not None else {}),
     }

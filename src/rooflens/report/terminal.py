@@ -16,6 +16,7 @@ from rooflens.report.formats import (
     NUMERIC_COLUMNS,
     UNSUPPORTED_LABEL,
     ModuleRow,
+    columns,
     footer_lines,
     header_lines,
     module_rows,
@@ -31,10 +32,10 @@ DEFAULT_WIDTH = 140
 
 
 # Footer lines with long labels are printed as "Label: text" lines rather than in the aligned grid.
-_LINE_LABELS = frozenset({UNSUPPORTED_LABEL, "Uncalled modules", "Diagnostics"})
+_LINE_LABELS = frozenset({UNSUPPORTED_LABEL, "Uncalled modules", "Diagnostics", "Roofline notes"})
 
 
-def _label_grid(pairs: list[tuple[str, str]]) -> Any:
+def label_grid(pairs: list[tuple[str, str]]) -> Any:
     """A two-column grid: bold labels, values that wrap under themselves."""
     from rich.table import Table
 
@@ -58,7 +59,7 @@ def _label_line(label: str, text: str) -> Any:
 
 def _footer(pairs: list[tuple[str, str]]) -> list[Any]:
     grid = [(k, v) for k, v in pairs if k not in _LINE_LABELS]
-    return [_label_grid(grid), *(_label_line(k, v) for k, v in pairs if k in _LINE_LABELS)]
+    return [label_grid(grid), *(_label_line(k, v) for k, v in pairs if k in _LINE_LABELS)]
 
 
 _GAP = 3  # characters between two columns (padding on each side and the box's blank separator)
@@ -97,7 +98,12 @@ def fit_columns(widest: dict[str, int], width: int) -> dict[str, int]:
 
 
 def module_table(
-    rows: list[ModuleRow], byte_unit: ByteUnit = ByteUnit.SI, *, width: int | None = None, title: str | None = None
+    rows: list[ModuleRow],
+    byte_unit: ByteUnit = ByteUnit.SI,
+    *,
+    width: int | None = None,
+    title: str | None = None,
+    cols: tuple[str, ...] = COLUMNS,
 ) -> Any:
     """The module tree as a rich Table, one line per visible module.
 
@@ -108,15 +114,15 @@ def module_table(
     from rich.table import Table
     from rich.text import Text
 
-    cells = [row_cells(row, byte_unit) for row in rows]
-    widest = {col: max([len(col), *(len(c[i]) for c in cells)]) for i, col in enumerate(COLUMNS)}
+    cells = [row_cells(row, byte_unit, cols) for row in rows]
+    widest = {col: max([len(col), *(len(c[i]) for c in cells)]) for i, col in enumerate(cols)}
     widest["Module"] = max([len("Module"), *(len(row.prefix + c[0]) for row, c in zip(rows, cells, strict=True))])
     widths = fit_columns(widest, width) if width is not None else widest
 
     table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
-    shown = [i for i, col in enumerate(COLUMNS) if col in widths]
+    shown = [i for i, col in enumerate(cols) if col in widths]
     for i in shown:
-        col = COLUMNS[i]
+        col = cols[i]
         justify = "right" if col in NUMERIC_COLUMNS else "left"
         table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[col])
     for row, row_text in zip(rows, cells, strict=True):
@@ -135,10 +141,10 @@ def renderables(
     from rich.text import Text
 
     return [
-        _label_grid(header_lines(report, byte_unit)),
+        label_grid(header_lines(report, byte_unit)),
         Text(""),
-        module_table(module_rows(report, depth), byte_unit, width=width),
-        Text(table_note(depth) + ".", style="italic dim"),
+        module_table(module_rows(report, depth), byte_unit, width=width, cols=columns(report)),
+        Text(table_note(depth, report.hardware is not None) + ".", style="italic dim"),
         Text(""),
         *_footer(footer_lines(report, byte_unit)),
     ]
@@ -148,16 +154,7 @@ def render_text(
     report: Report, *, depth: int | None = None, byte_unit: ByteUnit = ByteUnit.SI, width: int = DEFAULT_WIDTH
 ) -> str:
     """Plain text at a fixed ``width``, no colour and no terminal codes (for files and golden tests)."""
-    from rich.console import Console
-
-    buf = StringIO()
-    console = Console(
-        file=buf, width=width, color_system=None, force_terminal=False, force_jupyter=False,
-        no_color=True, highlight=False, emoji=False, markup=False, legacy_windows=False, soft_wrap=False,
-    )
-    for item in renderables(report, depth=depth, byte_unit=byte_unit, width=width):
-        console.print(item)
-    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+    return plain_text(renderables(report, depth=depth, byte_unit=byte_unit, width=width), width=width)
 
 
 def print_report(
@@ -167,5 +164,42 @@ def print_report(
     from rich.console import Console
 
     console = Console(file=file, highlight=False, emoji=False, markup=False)
-    for item in renderables(report, depth=depth, byte_unit=byte_unit, width=console.width):
+    print_items(renderables(report, depth=depth, byte_unit=byte_unit, width=console.width), console=console)
+
+
+def plain_text(items: list[Any], *, width: int = DEFAULT_WIDTH) -> str:
+    """rich renderables as plain text ``width`` columns wide: no colour, trailing spaces stripped."""
+    from rich.console import Console
+
+    buf = StringIO()
+    console = Console(
+        file=buf, width=width, color_system=None, force_terminal=False, force_jupyter=False,
+        no_color=True, highlight=False, emoji=False, markup=False, legacy_windows=False, soft_wrap=False,
+    )
+    for item in items:
         console.print(item)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
+def print_items(items: list[Any], *, console: Any = None) -> None:
+    """rich renderables to the terminal, with colour."""
+    from rich.console import Console
+
+    console = console or Console(highlight=False, emoji=False, markup=False)
+    for item in items:
+        console.print(item)
+
+
+def grid_table(
+    headers: tuple[str, ...], rows: list[list[str]], numeric: frozenset[str] = frozenset(), *, title: str | None = None
+) -> Any:
+    """A plain rich table of strings (hardware lists, device comparisons): numbers right-aligned, never cut."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    for i, h in enumerate(headers):  # the first column (an id) and numbers are never cut
+        table.add_column(h, justify="right" if h in numeric else "left", no_wrap=h in numeric or i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table

@@ -25,6 +25,16 @@ def si(value: float, unit: str = "", digits: int = 2) -> str:
     return f"{value:.{digits}f} {unit}".rstrip()
 
 
+def si3(value: float, unit: str = "") -> str:
+    """Three significant digits and an SI prefix: ``1.92e13 -> '19.2 T'``, ``4.48e11, 'B/s' -> '448 GB/s'``."""
+    for scale, prefix in [*_SI, (1.0, "")]:
+        if abs(value) >= scale or scale == 1.0:
+            scaled = value / scale
+            decimals = max(0, 2 - len(str(int(abs(scaled)))) + 1)
+            return f"{scaled:.{decimals}f} {prefix}{unit}".rstrip()
+    raise AssertionError("unreachable")
+
+
 def nbytes(value: float, unit: ByteUnit = ByteUnit.SI, digits: int = 2) -> str:
     """``25557032 * 4 -> '102.23 MB'`` (SI) or ``'97.49 MiB'`` (binary)."""
     if unit is ByteUnit.SI:
@@ -38,3 +48,18 @@ def nbytes(value: float, unit: ByteUnit = ByteUnit.SI, digits: int = 2) -> str:
 def count(value: int) -> str:
     """Exact integers with thousands separators: ``25557032 -> '25,557,032'``."""
     return f"{value:,}"
+
+
+_TIME = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")]
+
+
+def seconds_text(value: float, digits: int = 3) -> str:
+    """``0.001234 -> '1.23 ms'``: three significant digits in s, ms, µs or ns."""
+    if value == 0:
+        return "0 s"
+    for scale, unit in _TIME:
+        if abs(value) >= scale or unit == "ns":
+            scaled = value / scale
+            decimals = max(0, digits - 1 - (len(str(int(abs(scaled)))) - 1))
+            return f"{scaled:.{decimals}f} {unit}"
+    raise AssertionError("unreachable")
