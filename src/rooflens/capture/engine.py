@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
@@ -77,12 +78,15 @@ class CostMode(TorchDispatchMode):
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
         self.diagnostics: list[str] = []
         self._via: list[str] = []
+        self._view_kinds: WeakIdKeyDictionary = WeakIdKeyDictionary()  # views of parameters and buffers
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = op_name(func)
         if name in METADATA_OPS or getattr(func, "is_view", False):
-            return self._run(func, name, args, kwargs)
+            out = self._run(func, name, args, kwargs)
+            self._inherit_kind(args, out)
+            return out
         entry = REGISTRY.get(name)
         if entry is None:
             decomposed = self._decompose(func, name, args, kwargs)
@@ -125,8 +129,20 @@ class CostMode(TorchDispatchMode):
             del self.records[mark:]
         return NotImplemented
 
+    def _inherit_kind(self, args: Any, out: Any) -> None:
+        """A view of a parameter or buffer (``weight.t()``, ``bias.view(...)``) is still that parameter or buffer."""
+        source = next((a for a in tree_flatten(args)[0] if isinstance(a, torch.Tensor)), None)
+        kind = self._kind(source) if source is not None else TensorKind.ACTIVATION
+        if kind is not TensorKind.ACTIVATION:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and id(t) not in self.kinds:
+                    self._view_kinds[t] = kind
+
+    def _kind(self, t: torch.Tensor) -> TensorKind:
+        return self.kinds.get(id(t)) or self._view_kinds.get(t, TensorKind.ACTIVATION)
+
     def _meta(self, t: torch.Tensor) -> TensorMeta:
-        kind = self.kinds.get(id(t), TensorKind.ACTIVATION)
+        kind = self._kind(t)
         itemsize = t.element_size()
         bits = self.widths.bits_for(kind) if t.is_floating_point() else None
         return TensorMeta(

@@ -30,7 +30,9 @@ COMPUTE_COLOR = "#D55E00"  # Okabe-Ito vermillion
 MODEL_COLOR = "#F0E442"  # Okabe-Ito yellow, black edge
 ROOF_COLOR = "0.15"
 MIN_AREA, MAX_AREA = 10.0, 900.0  # marker area in pt^2: the largest time gets MAX_AREA
+MODEL_AREA = 320.0  # the whole model's star
 LABEL_CHARS = 26  # annotation labels longer than this keep their last path components
+OP_CHARS = 24  # operator names longer than this are cut
 _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": {}}
 _RC = {
     "svg.hashsalt": "rooflens",  # fixed ids in SVG output
@@ -44,6 +46,7 @@ _RC = {
 class _Point:
     label: str  # short text for an annotation
     timing: Timing
+    note: str = ""  # said after the label in parentheses: "own" for a module's own operators
 
     @property
     def drawable(self) -> bool:
@@ -133,7 +136,7 @@ def _module_points(report: Report, roof: Roofline, depth: int | None) -> list[_P
     out = []
     for (module, own), t in groups.items():
         name = _short(module) if module else report.model
-        out.append(_Point(f"{name} (own)" if own else name, t))
+        out.append(_Point(name, t, "own" if own else ""))
     return out
 
 
@@ -149,23 +152,25 @@ def _group(path: str, modules: Mapping[str, ModuleNode], depth: int | None) -> t
 def _operator_points(report: Report, roof: Roofline) -> list[_Point]:
     out = []
     for rec, t in zip(report.records, roof.ops, strict=True):
-        op = rec.op.removeprefix("aten.")
-        where = _short(rec.module, 20) if rec.module else ""
+        op = rec.op.removeprefix("aten.").lstrip("_")
+        op = op if len(op) <= OP_CHARS else op[: OP_CHARS - 1] + "…"
+        where = _short(rec.module, 20, keep=1) if rec.module else ""
         out.append(_Point(f"{op} · {where}" if where else op, t))
     return out
 
 
-def _short(path: str, limit: int = LABEL_CHARS) -> str:
-    """``encoder.layers.encoder_layer_11.mlp.0`` -> ``…encoder_layer_11.mlp.0``: the last components that fit."""
+def _short(path: str, limit: int = LABEL_CHARS, keep: int = 2) -> str:
+    """``encoder.layers.encoder_layer_11.mlp.0`` -> ``…encoder_layer_11.mlp.0``: the last components that
+    fit in ``limit`` characters, at least the last ``keep`` (the name alone rarely says which one it is)."""
     if len(path) <= limit:
         return path
     parts = path.split(".")
-    kept = parts[-1]
-    for part in reversed(parts[:-1]):
+    kept = ".".join(parts[-keep:])
+    for part in reversed(parts[:-keep]):
         if len(part) + 1 + len(kept) + 1 > limit:
             break
         kept = f"{part}.{kept}"
-    return "…" + kept
+    return "…" + kept if kept != path else path
 
 
 # ---- the figure ---------------------------------------------------------------------------------
@@ -189,8 +194,7 @@ def _draw(
     whole = total.flops > 0 and total.bytes > 0 and total.seconds > 0
 
     footnotes = _footnotes(points, roof, level)
-    bottom = 0.095 + 0.022 * len(footnotes)
-    fig.subplots_adjust(left=0.095, right=0.975, top=0.875, bottom=bottom)
+    fig.subplots_adjust(left=0.095, right=0.975, top=0.875, bottom=0.095 + 0.022 * len(footnotes))
     ax = fig.add_subplot()
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -200,38 +204,16 @@ def _draw(
     ys = [p.timing.flops_per_s for p in drawn] + ([total.flops_per_s] if whole else [])
     xlo, xhi = _span(min(xs) / 2.5, max(xs) * 2.5)
     ylo = min(ys) / 3 if ys else peak / 1e3
-    ylo, yhi = _span(min(ylo, bandwidth * xlo * 1.5), peak * 2.2, keep_high=True)
+    ylo, yhi = _span(ylo, peak * 4, keep_high=True)
     ax.set_xlim(xlo, xhi)
     ax.set_ylim(ylo, yhi)
 
     # the roofs, the unattainable region above them, the ridge
     roof_x = [xlo, ridge, xhi]
     roof_y = [bandwidth * xlo, peak, peak]
-    ax.fill_between(roof_x, roof_y, [yhi] * 3, color="0.94", lw=0, zorder=0)
+    ax.fill_between(roof_x, roof_y, [yhi] * 3, color="0.95", lw=0, zorder=0.5)
     ax.plot(roof_x, roof_y, color=ROOF_COLOR, lw=1.8, solid_joinstyle="miter", zorder=2)
     ax.plot([ridge, ridge], [ylo, peak], color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1.5)
-
-    fixed = []  # texts the annotations must not cover
-    prec = roof.used_precision.value
-    fixed.append(ax.annotate(
-        f"{prec} peak {_num(peak)}FLOP/s", xy=(xhi, peak), xytext=(-6, 4), textcoords="offset points",
-        ha="right", va="bottom", fontsize=9, color=ROOF_COLOR,
-    ))
-    # bandwidth label above the sloped roof, along it, a third of the way along its visible part
-    x_start = max(xlo, ylo / bandwidth)
-    x_bw = math.exp(math.log(x_start) + 0.4 * (math.log(ridge) - math.log(x_start)))
-    (x0, y0), (x1, y1) = ax.transData.transform([(x_bw, bandwidth * x_bw), (x_bw * 10, bandwidth * x_bw * 10)])
-    angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
-    normal = math.radians(angle + 90)
-    fixed.append(ax.annotate(
-        f"{_num(bandwidth)}B/s", xy=(x_bw, bandwidth * x_bw),
-        xytext=(4 * math.cos(normal), 4 * math.sin(normal)), textcoords="offset points",
-        rotation=angle, rotation_mode="anchor", ha="center", va="bottom", fontsize=9, color=ROOF_COLOR,
-    ))
-    fixed.append(ax.annotate(
-        f"ridge {ridge:.3g} FLOP/B", xy=(ridge, ylo), xytext=(3, 5), textcoords="offset points",
-        rotation=90, ha="left", va="bottom", fontsize=8, color="0.3",
-    ))
 
     # the points: largest first so that small ones stay visible on top
     seconds_max = max((p.timing.seconds for p in drawn), default=0.0)
@@ -243,7 +225,7 @@ def _draw(
             alpha=0.72, edgecolors="white", linewidths=0.6, zorder=3,
         )
     if whole:
-        ax.scatter([total.intensity], [total.flops_per_s], s=320, marker="*", c=MODEL_COLOR,
+        ax.scatter([total.intensity], [total.flops_per_s], s=MODEL_AREA, marker="*", c=MODEL_COLOR,
                    edgecolors="black", linewidths=0.9, zorder=5)
 
     # axes, ticks, grid
@@ -255,11 +237,26 @@ def _draw(
         axis.set_major_formatter(FuncFormatter(lambda v, _pos: _num(v).strip()))
         axis.set_minor_formatter(NullFormatter())
     ax.tick_params(labelsize=9)
-    ax.grid(True, which="major", color="0.82", lw=0.7, zorder=0)
-    ax.grid(True, which="minor", color="0.92", lw=0.5, zorder=0)
+    ax.grid(True, which="major", color="0.84", lw=0.7)
+    ax.grid(True, which="minor", color="0.93", lw=0.5)
     ax.set_axisbelow(True)
 
-    # legend: colours by bound (with their share of the time), the star, what the area means
+    # titles and footnotes
+    fig.text(0.095, 0.955, title if title is not None else _title(report, roof), fontsize=12,
+             fontweight="bold", ha="left", va="baseline")
+    fig.text(0.095, 0.915, _subtitle(report, roof), fontsize=8.5, color="0.3", ha="left", va="baseline")
+    for i, line in enumerate(reversed(footnotes)):
+        fig.text(0.012, 0.012 + 0.022 * i, line, fontsize=7, color="0.35", ha="left", va="bottom")
+
+    # what labels must not cover: the markers, the roofs, and each label placed before
+    renderer = fig.canvas.get_renderer()
+    marker_boxes = [_marker_box(ax, p.timing.intensity, p.timing.flops_per_s, a, fig.dpi) for p, a in zip(drawn, areas)]
+    if whole:
+        marker_boxes.append(_marker_box(ax, total.intensity, total.flops_per_s, MODEL_AREA * 0.5, fig.dpi))
+    placer = _Placer(ax, renderer, markers=marker_boxes, lines=_line_boxes(ax, roof_x, roof_y))
+
+    # legend: colours by bound (with their share of the time), the star, what the area means;
+    # in the corner where it hides the least
     shares = roof.bound_share()
     handles = [
         Line2D([], [], ls="", marker="o", ms=8, mfc=MEMORY_COLOR, mec="white", alpha=0.8,
@@ -271,75 +268,149 @@ def _draw(
         handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc=MODEL_COLOR, mec="black", mew=0.9,
                               label="whole model"))
     what = {"operator": "operators", "module": "leaf modules" if depth is None else f"modules to depth {depth}"}
-    legend = ax.legend(handles=handles, loc="lower right", fontsize=8, title_fontsize=8, framealpha=0.92,
+    best: tuple[float, str] | None = None
+    for loc in ("upper left", "lower right", "lower left", "upper center", "center right", "lower center"):
+        legend = ax.legend(handles=handles, loc=loc, fontsize=8, title_fontsize=8, framealpha=0.92,
+                           title=f"{what[level]}; marker area ∝ roofline time", borderpad=0.7)
+        score = placer.score(legend.get_window_extent(renderer))
+        if best is None or score < best[0]:
+            best = (score, loc)
+        if score == 0:
+            break
+    assert best is not None
+    legend = ax.legend(handles=handles, loc=best[1], fontsize=8, title_fontsize=8, framealpha=0.92,
                        title=f"{what[level]}; marker area ∝ roofline time", borderpad=0.7)
     legend.set_zorder(6)
+    placer.boxes.append(legend.get_window_extent(renderer))
 
-    # titles and footnotes
-    fig.text(0.095, 0.955, title if title is not None else _title(report, roof), fontsize=12,
-             fontweight="bold", ha="left", va="baseline")
-    fig.text(0.095, 0.915, _subtitle(report, roof), fontsize=8.5, color="0.3", ha="left", va="baseline")
-    for i, line in enumerate(reversed(footnotes)):
-        fig.text(0.012, 0.012 + 0.022 * i, line, fontsize=7, color="0.35", ha="left", va="bottom")
+    # the roofs' labels: the peak above the flat roof, the bandwidth along the sloped one, the ridge
+    roof_text = {"fontsize": 9, "color": ROOF_COLOR, "zorder": 4}
+    peak_spots = []
+    for dy in (4, 12, 22):
+        peak_spots += [
+            {"xy": (xhi, peak), "xytext": (-6, dy), "ha": "right", "va": "bottom"},
+            {"xy": (ridge, peak), "xytext": (6, dy), "ha": "left", "va": "bottom"},
+            {"xy": (math.sqrt(ridge * xhi), peak), "xytext": (0, dy), "ha": "center", "va": "bottom"},
+        ]
+    placer.best(peak_spots, f"{roof.used_precision.value} peak {_num(peak, 4)}FLOP/s", roof_text)
+    x_start = max(xlo, ylo / bandwidth)
+    steps = math.log(ridge / x_start)
+    if steps > 0:
+        candidates = []
+        for f in (0.4, 0.3, 0.5, 0.2, 0.6, 0.7, 0.1, 0.8):
+            x = x_start * math.exp(f * steps)
+            (x0, y0), (x1, y1) = ax.transData.transform([(x, bandwidth * x), (x * 10, bandwidth * x * 10)])
+            angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
+            normal = math.radians(angle + 90)
+            candidates.append({
+                "xy": (x, bandwidth * x), "xytext": (5 * math.cos(normal), 5 * math.sin(normal)),
+                "rotation": angle, "rotation_mode": "anchor", "ha": "center", "va": "bottom",
+            })
+        placer.best(candidates, f"{_num(bandwidth, 4)}B/s", roof_text)
+    placer.best([
+        {"xy": (ridge, ylo), "xytext": (3, 5), "rotation": 90, "ha": "left", "va": "bottom"},
+        {"xy": (ridge, ylo), "xytext": (-3, 5), "rotation": 90, "ha": "right", "va": "bottom"},
+        {"xy": (ridge, peak), "xytext": (3, -8), "rotation": 90, "ha": "left", "va": "top"},
+        {"xy": (ridge, peak), "xytext": (-3, -8), "rotation": 90, "ha": "right", "va": "top"},
+    ], f"ridge {ridge:.3g} FLOP/B", {"fontsize": 8, "color": "0.3", "zorder": 4})
 
-    # labels: the whole model first, then the points with the most time
-    renderer = fig.canvas.get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in fixed] + [legend.get_window_extent(renderer)]
-    markers = [_marker_box(ax, p.timing.intensity, p.timing.flops_per_s, a, fig.dpi) for p, a in zip(drawn, areas)]
-    placer = _Placer(ax, renderer, boxes, markers)
+    # point labels: the whole model first, then the points with the most time
     if whole:
-        placer.place("whole model", total.intensity, total.flops_per_s, 320 * 0.55, fontsize=8.5, bold=True)
-    for p, area in list(zip(drawn, areas))[:annotate]:
-        placer.place(p.label, p.timing.intensity, p.timing.flops_per_s, area)
+        placer.label("whole model", total.intensity, total.flops_per_s, MODEL_AREA * 0.5, fontsize=8.5, bold=True)
+    for label, p, area in _to_annotate(drawn, areas, annotate):
+        placer.label(label, p.timing.intensity, p.timing.flops_per_s, area)
+
+
+def _to_annotate(drawn: list[_Point], areas: list[float], n: int) -> list[tuple[str, _Point, float]]:
+    """The ``n`` points with the most time (``drawn`` is sorted so), one label for points that coincide
+    (the same block repeated: "…layer_0.mlp.0 (+11 more here)")."""
+    spots: dict[tuple[float, float], list[int]] = {}
+    for i, p in enumerate(drawn):
+        key = (round(math.log10(p.timing.intensity), 3), round(math.log10(p.timing.flops_per_s), 3))
+        spots.setdefault(key, []).append(i)
+    out = []
+    for members in sorted(spots.values(), key=lambda m: m[0])[:n]:
+        first = drawn[members[0]]
+        notes = [first.note] if first.note else []
+        if len(members) > 1:
+            notes.append(f"+{len(members) - 1} more here")
+        label = f"{first.label} ({', '.join(notes)})" if notes else first.label
+        out.append((label, first, areas[members[0]]))
+    return out
 
 
 class _Placer:
-    """Greedy label placement: the first spot around the point that covers no other label, box or marker."""
+    """Greedy label placement: of the spots offered, the one that covers the least of what is there."""
 
-    def __init__(self, ax: Any, renderer: Any, boxes: list[Any], markers: list[Any]) -> None:
+    def __init__(self, ax: Any, renderer: Any, *, markers: list[Any], lines: list[Any]) -> None:
         self.ax, self.renderer = ax, renderer
-        self.boxes = list(boxes)
+        self.boxes: list[Any] = []  # labels and the legend
         self.markers = markers
+        self.lines = lines
         self.frame = ax.get_window_extent(renderer)
 
-    def place(self, text: str, x: float, y: float, area: float, *, fontsize: float = 7.5, bold: bool = False) -> None:
-        radius = math.sqrt(area) / 2  # points
-        style = {"fontsize": fontsize, "fontweight": "bold" if bold else "normal", "color": "0.1"}
-        best: tuple[float, Any] | None = None
-        for dist in (radius * 0.75 + 3, radius + 14, radius + 30, radius + 50):
-            for ux, uy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)):
-                scale = 1 if ux == 0 or uy == 0 else 0.75
-                offset = (ux * dist * scale, uy * dist * scale)
-                ha = "left" if ux > 0 else "right" if ux < 0 else "center"
-                va = "bottom" if uy > 0 else "top" if uy < 0 else "center"
-                trial = self.ax.annotate(text, xy=(x, y), xytext=offset, textcoords="offset points",
-                                         ha=ha, va=va, **style)
-                box = trial.get_window_extent(self.renderer).expanded(1.06, 1.15)
-                trial.remove()
-                score = self._score(box)
-                if best is None or score < best[0]:
-                    best = (score, (offset, ha, va, dist, box))
-                if score == 0:
-                    break
-            if best is not None and best[0] == 0:
+    def score(self, box: Any) -> float:
+        outside = box.width * box.height - _overlap(box, self.frame)
+        return (
+            8 * outside
+            + 3 * sum(_overlap(box, b) for b in self.boxes)
+            + 1 * sum(_overlap(box, m) for m in self.lines)
+            + 0.5 * sum(_overlap(box, m) for m in self.markers)
+        )
+
+    def best(self, candidates: list[dict[str, Any]], text: str, style: dict[str, Any],
+             final: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+        """Draw ``text`` at the first candidate that covers nothing, else at the one that covers least."""
+        best: tuple[float, dict[str, Any], Any] | None = None
+        for c in candidates:
+            trial = self.ax.annotate(text, textcoords="offset points", **c, **style)
+            box = trial.get_window_extent(self.renderer).expanded(1.04, 1.12)
+            trial.remove()
+            score = self.score(box)
+            if best is None or score < best[0]:
+                best = (score, c, box)
+            if score == 0:
                 break
         assert best is not None
-        offset, ha, va, dist, box = best[1]
-        leader = dist > radius + 5
-        self.ax.annotate(
-            text, xy=(x, y), xytext=offset, textcoords="offset points", ha=ha, va=va, zorder=7,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-            arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.6, "shrinkA": 0, "shrinkB": radius * 0.9}
-            if leader else None,
-            **style,
-        )
+        _, chosen, box = best
+        self.ax.annotate(text, textcoords="offset points", **chosen, **style, **(final or {}))
         self.boxes.append(box)
+        return chosen, box
 
-    def _score(self, box: Any) -> float:
-        outside = box.width * box.height - _overlap(box, self.frame)
-        covered = sum(_overlap(box, b) for b in self.boxes)
-        hidden = sum(_overlap(box, m) for m in self.markers)
-        return 4 * outside + 2 * covered + 0.3 * hidden
+    def label(self, text: str, x: float, y: float, area: float, *, fontsize: float = 7.5, bold: bool = False) -> None:
+        radius = math.sqrt(area) / 2  # points
+        candidates = []
+        for dist in (radius * 0.75 + 3, radius + 14, radius + 30, radius + 50):
+            for ux, uy in ((-1, 1), (1, -1), (1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0)):
+                scale = 1 if ux == 0 or uy == 0 else 0.75
+                candidates.append({
+                    "xy": (x, y), "xytext": (ux * dist * scale, uy * dist * scale),
+                    "ha": "left" if ux > 0 else "right" if ux < 0 else "center",
+                    "va": "bottom" if uy > 0 else "top" if uy < 0 else "center",
+                })
+        style = {"fontsize": fontsize, "fontweight": "bold" if bold else "normal", "color": "0.1", "zorder": 7}
+        chosen, _ = self.best(candidates, text, style, final={
+            "bbox": {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        })
+        dx, dy = chosen["xytext"]
+        if math.hypot(dx, dy) > radius + 8:  # far from its marker: a leader line
+            self.ax.annotate("", xy=chosen["xy"], xytext=chosen["xytext"], textcoords="offset points", zorder=6,
+                             arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.6, "shrinkA": 0,
+                                         "shrinkB": radius * 0.9})
+
+
+def _line_boxes(ax: Any, xs: list[float], ys: list[float], step: float = 6.0) -> list[Any]:
+    """Small boxes along a polyline (in display space), for labels to keep off it."""
+    from matplotlib.transforms import Bbox
+
+    pts = ax.transData.transform(list(zip(xs, ys)))
+    boxes = []
+    for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+        n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+        for i in range(n + 1):
+            x, y = x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n
+            boxes.append(Bbox([[x - 1.5, y - 1.5], [x + 1.5, y + 1.5]]))
+    return boxes
 
 
 def _overlap(a: Any, b: Any) -> float:
@@ -379,12 +450,12 @@ def _span(lo: float, hi: float, *, keep_high: bool = False) -> tuple[float, floa
 _PREFIXES = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
 
 
-def _num(value: float) -> str:
-    """Three significant digits and an SI prefix with a trailing space: ``19.2e12 -> '19.2 T'``, ``5 -> '5 '``."""
+def _num(value: float, digits: int = 3) -> str:
+    """``digits`` significant digits and an SI prefix with a trailing space: ``19.2e12 -> '19.2 T'``, ``5 -> '5 '``."""
     for scale, prefix in _PREFIXES:
-        if abs(value) >= scale * 0.9995:
-            return f"{value / scale:.3g} {prefix}"
-    return f"{value:.3g} "
+        if abs(value) >= scale * (1 - 0.5 * 10 ** -digits):
+            return f"{value / scale:.{digits}g} {prefix}"
+    return f"{value:.{digits}g} "
 
 
 def _pct(share: float) -> str:
