@@ -221,3 +221,98 @@ def test_console_script(model_file):
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("rooflens: error: ") and done.stderr.count("\n") == 1
+
+
+# ---- roofline and hw ----------------------------------------------------------------------------------
+
+
+def test_roofline_one_device(capsys, model_file):
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", "a4000")
+    assert code == 0, err
+    assert "Hardware:   NVIDIA RTX A4000 (a4000): fp32 peak 19.20 TFLOP/s" in out
+    assert "ridge point 42.9 FLOP/B" in out
+    assert "Roofline time:" in out and "Bound share:" in out and "I/Ridge" in out
+
+
+def test_roofline_json_and_precision(capsys, model_file):
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", "a4000",
+                         "--precision", "int8", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8}
+    assert data["roofline"]["peak_flops_per_s"] == 153.4e12
+    # int8: the conv reads its 1x3x32x32 input at 1 byte per element
+    conv = next(op for op in data["operators"] if op["op"] == "aten.convolution")
+    assert conv["inputs"][0]["bits"] == 8
+    assert conv["bytes_read"] == 3 * 32 * 32 + 8 * 3 * 3 * 3 + 8  # input + weight + bias, 1 byte each
+
+
+def test_roofline_bits_flags(capsys, model_file):
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--peak", "19.2T",
+                         "--bandwidth", "448G", "--weight-bits", "4", "--act-bits", "16", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["precision"] == {"compute": "fp32", "weight_bits": 4, "act_bits": 16}
+    assert data["roofline"]["ridge_point"] == pytest.approx(42.857, abs=1e-3)
+    assert data["roofline"]["hardware"]["kind"] == "custom"
+
+
+def test_roofline_comparison(capsys, model_file):
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", "t4,a4000",
+                         "--hw", "h100", "--precision", "bf16")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "Roofline time" in out and "Weights fit" in out
+    assert any(line.startswith("t4 ") and "fp32 (for bf16)" in line for line in lines)
+    assert any(line.startswith("h100-sxm ") and "990 T" in line for line in lines)
+    assert "t4: NVIDIA T4 has no bf16 peak; the fp32 peak is used instead" in out
+    code, out, _ = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", "t4,a4000", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["device"] for r in rows] == ["t4", "a4000"]
+    assert float(rows[1]["ridge_point"]) == pytest.approx(42.857, abs=1e-3)
+
+
+def test_roofline_hardware_file_and_plot(capsys, model_file, tmp_path):
+    hw_file = tmp_path / "npu.toml"
+    hw_file.write_text(
+        '[[device]]\nid = "my-npu"\nname = "My NPU"\nvendor = "me"\nkind = "npu"\nbandwidth = "25.6 GB/s"\n'
+        'source = "my measurements"\n[device.peak]\nint8 = "4 TOP/s"\n'
+    )
+    plot = tmp_path / "rl.svg"
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", str(hw_file),
+                         "--precision", "int8", "--plot", str(plot))
+    assert code == 0, err
+    assert "My NPU (my-npu): int8 peak 4.00 TFLOP/s" in out
+    assert f"wrote {plot}" in err and plot.stat().st_size > 0
+
+
+def test_roofline_errors(capsys, model_file):
+    base = ("roofline", f"{model_file}:Net", "-i", "1,3,32,32")
+    assert_one_line_error(*run(capsys, *base)[::2], "say which device")
+    assert_one_line_error(*run(capsys, *base, "--hw", "a4001")[::2], "unknown hardware 'a4001'", "did you mean")
+    assert_one_line_error(*run(capsys, *base, "--hw", "hi3519av100-nnie")[::2], "no memory bandwidth is published")
+    assert_one_line_error(*run(capsys, *base, "--peak", "19.2T", "--bandwidth", "448 TFLOP/s")[::2],
+                          "--bandwidth", "is not bytes/s")
+    assert_one_line_error(*run(capsys, *base, "--hw", "missing.toml")[::2], "cannot read hardware file")
+    code, _, err = run(capsys, *base, "--hw", "a4000", "--weight-bits", "0")
+    assert code == 2 and "give 1 to 64" in err
+
+
+def test_hw_list_and_show(capsys, tmp_path):
+    code, out, err = run(capsys, "hw", "list", "--width", "200")
+    assert code == 0, err
+    first = [line.split()[0] for line in out.splitlines()[2:] if line and not line.startswith(" ")]
+    for device in ("a4000", "t4", "l4", "h100-sxm", "jetson-orin-nano", "rpi5", "hi3519av100-nnie"):
+        assert device in first
+    l4 = next(line for line in out.splitlines() if line.startswith("l4 "))
+    assert "300 GB/s" in l4
+    code, out, _ = run(capsys, "hw", "list", "--kind", "cpu", "-f", "json")
+    assert {d["kind"] for d in json.loads(out)} == {"cpu"}
+    code, out, _ = run(capsys, "hw", "show", "h100")
+    assert code == 0 and "Peak bf16: 989.50 TFLOP/s (dense)" in out and "Source:" in out
+    code, out, _ = run(capsys, "hw", "show", "a4000", "-f", "toml")
+    saved = tmp_path / "a4000.toml"
+    saved.write_text(out)
+    code, out, _ = run(capsys, "hw", "show", str(saved), "-f", "json")
+    assert code == 0 and json.loads(out)["bandwidth_bytes_per_s"] == 448e9
+    assert_one_line_error(*run(capsys, "hw", "show", "nope")[::2], "unknown hardware 'nope'")

@@ -267,9 +267,11 @@ def _devices(args: argparse.Namespace) -> list[HardwareSpec]:
     from rooflens.hardware import custom, get, load_file
     from rooflens.hardware.spec import parse_quantity
 
+    peak = parse_quantity(args.peak, "flops", what="--peak") if args.peak else None
+    bw = parse_quantity(args.bandwidth, "bandwidth", what="--bandwidth") if args.bandwidth else None
     if not args.hw:
-        if args.peak and args.bandwidth:
-            return [custom(peak_flops_per_s=args.peak, bandwidth_bytes_per_s=args.bandwidth,
+        if peak and bw:
+            return [custom(peak_flops_per_s=peak, bandwidth_bytes_per_s=bw,
                            precision=args.precision or "fp32", name=f"--peak {args.peak} --bandwidth {args.bandwidth}")]
         raise InputError("say which device: --hw a4000 (see `rooflens hw list`), --hw devices.toml, "
                          "or --peak 19.2T --bandwidth 448G")
@@ -278,11 +280,9 @@ def _devices(args: argparse.Namespace) -> list[HardwareSpec]:
         for name in filter(None, (x.strip() for x in item.split(","))):
             is_file = name.endswith(".toml") or os.sep in name or os.path.isfile(name)
             specs += load_file(name) if is_file else [get(name)]
-    if args.bandwidth:  # one device: replaces its bandwidth; several: fills in those without one
-        bw = parse_quantity(args.bandwidth, "bandwidth", what="--bandwidth")
+    if bw:  # one device: replaces its bandwidth; several: fills in those without one
         specs = [s.with_bandwidth(bw) if len(specs) == 1 or s.bandwidth_bytes_per_s is None else s for s in specs]
-    if args.peak:
-        peak = parse_quantity(args.peak, "flops", what="--peak")
+    if peak:
         precision = Precision.parse(args.precision or "fp32")
         specs = [replace(s, peak_flops_per_s={**s.peak_flops_per_s, precision: peak},
                          notes=f"{s.notes}; {precision.value} peak {args.peak} given by the user".lstrip("; "))
