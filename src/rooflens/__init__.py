@@ -1,7 +1,9 @@
 """rooflens: what a neural network costs and why."""
 
+from rooflens import hardware
 from rooflens.api import analyze
-from rooflens.errors import InputError, ModelError, RooflensError, SpecError
+from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
+from rooflens.hardware import HardwareSpec, Precision
 from rooflens.params import count_parameters, model_size_bytes
 from rooflens.report.report import Report
 from rooflens.types import Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
@@ -9,7 +11,7 @@ from rooflens.types import Convention, Cost, ModuleNode, OpRecord, ParamStats, T
 __version__ = "0.1.0"
 
 __all__ = [
-    "Convention", "Cost", "InputError", "ModelError", "ModuleNode", "OpRecord", "ParamStats", "Report",
-    "RooflensError", "SpecError", "TensorMeta", "__version__", "analyze", "count_parameters",
-    "model_size_bytes",
+    "Convention", "Cost", "HardwareError", "HardwareSpec", "InputError", "ModelError", "ModuleNode", "OpRecord",
+    "ParamStats", "Precision", "Report", "RooflensError", "SpecError", "TensorMeta", "__version__", "analyze",
+    "count_parameters", "hardware", "model_size_bytes",
 ]

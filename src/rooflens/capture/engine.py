@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
@@ -27,12 +26,15 @@ from torch._subclasses.fake_tensor import (
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakIdKeyDictionary
 
 from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import ModelError
 from rooflens.formulas import REGISTRY, OpCall
 from rooflens.formulas.registry import op_name
 from rooflens.types import Convention, Cost, OpRecord, TensorKind, TensorMeta, Widths
+
+NATURAL_WIDTHS = Widths()  # every tensor at its dtype's width
 
 # Operators that only create or reinterpret metadata: no FLOPs, no memory traffic, not recorded.
 # (Every op whose schema marks it a view -- view, transpose, expand, slice, select, ... -- is skipped too.)
@@ -277,7 +279,7 @@ def run_capture(
     *,
     convention: Convention,
     dtype: torch.dtype | None = None,
-    widths: Widths = Widths(),
+    widths: Widths = NATURAL_WIDTHS,
 ) -> Capture:
     """Analyse one forward call ``model(*args, **kwargs)`` on fake tensors (or real ones if it must)."""
     state, kinds = _state(model)
