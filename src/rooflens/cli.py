@@ -179,7 +179,7 @@ def _add_roofline(sub: Any) -> None:
                    help="draw the roofline to FILE (.png, .svg or .pdf); with several devices one file each, "
                    "named FILE-<device>.png")
     p.add_argument("--plot-level", choices=("module", "operator"), default="module",
-                   help="points of the plot: leaf modules (default) or single operators")
+                   help="points of the plot: modules (the leaves, or those at --depth; default) or single operators")
     _add_output_options(p)
     p.set_defaults(func=cmd_roofline)
 
@@ -301,7 +301,7 @@ def cmd_roofline(args: argparse.Namespace) -> int:
     if args.plot:
         for r in reports:
             target = args.plot if len(reports) == 1 else _suffixed(args.plot, r.roofline.hardware.id)
-            path = r.plot_roofline(target, level=args.plot_level)
+            path = r.plot_roofline(target, level=args.plot_level, depth=args.depth if args.plot_level == "module" else None)
             print(f"{PROG}: wrote {path}", file=sys.stderr)
     if len(reports) == 1:
         _write_report(report, args)

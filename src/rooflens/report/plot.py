@@ -7,6 +7,7 @@ rcParams behind. SVG and PDF output is reproducible (fixed hash salt, no date in
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Mapping
@@ -39,6 +40,18 @@ _RC = {
     "svg.fonttype": "path",  # glyphs as paths: the file looks the same without the fonts
     "pdf.fonttype": 42,
     "axes.unicode_minus": True,
+    # the colours below are chosen for a white page: keep it white whatever style is active
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "axes.edgecolor": "black",
+    "axes.labelcolor": "black",
+    "text.color": "black",
+    "xtick.color": "black",
+    "ytick.color": "black",
+    "legend.edgecolor": "0.8",
+    "savefig.facecolor": "white",
+    "savefig.transparent": False,
+    "savefig.bbox": "standard",  # the fixed layout, not a crop
 }
 
 
@@ -47,6 +60,7 @@ class _Point:
     label: str  # short text for an annotation
     timing: Timing
     note: str = ""  # said after the label in parentheses: "own" for a module's own operators
+    counted: bool = True  # False: an operator without a FLOP formula (its FLOPs are missing, not zero)
 
     @property
     def drawable(self) -> bool:
@@ -117,7 +131,7 @@ def plot_roofline(
         fig = Figure(figsize=FIGSIZE, dpi=dpi)
         FigureCanvasAgg(fig)
         _draw(fig, report, roof, points, level=level, depth=depth, annotate=annotate, title=title)
-        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt], facecolor="white")
+        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
     return target
 
 
@@ -155,7 +169,7 @@ def _operator_points(report: Report, roof: Roofline) -> list[_Point]:
         op = rec.op.removeprefix("aten.").lstrip("_")
         op = op if len(op) <= OP_CHARS else op[: OP_CHARS - 1] + "…"
         where = _short(rec.module, 20, keep=1) if rec.module else ""
-        out.append(_Point(f"{op} · {where}" if where else op, t))
+        out.append(_Point(f"{op} · {where}" if where else op, t, counted=rec.supported))
     return out
 
 
@@ -405,7 +419,7 @@ def _line_boxes(ax: Any, xs: list[float], ys: list[float], step: float = 6.0) ->
 
     pts = ax.transData.transform(list(zip(xs, ys)))
     boxes = []
-    for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
         n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
         for i in range(n + 1):
             x, y = x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n
@@ -491,19 +505,30 @@ def _subtitle(report: Report, roof: Roofline) -> str:
 
 
 def _footnotes(points: list[_Point], roof: Roofline, level: str) -> list[str]:
-    lines = []
+    """What the plot leaves out (points a log axis cannot show, with their share of the time), then the
+    roofline's notes (a precision the device lacks, operators whose FLOPs are not counted)."""
     total = roof.total.seconds
-    noun = ("memory-only operator", "memory-only operators") if level == "operator" else ("module", "modules")
-    no_flops = [p for p in points if p.timing.flops == 0 and p.timing.seconds > 0]
-    no_bytes = [p for p in points if p.timing.flops > 0 and p.timing.bytes == 0 and p.timing.seconds > 0]
-    for skipped, why, nouns in (
-        (no_flops, "no FLOPs", noun),
-        (no_bytes, "no memory traffic", ("operator", "operators") if level == "operator" else noun),
-    ):
+    timed = [p for p in points if p.timing.seconds > 0 and not p.drawable]
+    groups: list[tuple[list[_Point], tuple[str, str], str]]
+    if level == "operator":
+        groups = [
+            ([p for p in timed if p.counted and p.timing.flops == 0],
+             ("memory-only operator", "memory-only operators"), "no FLOPs"),
+            ([p for p in timed if not p.counted and p.timing.flops == 0],
+             ("operator", "operators"), "FLOPs not counted (no formula)"),
+            ([p for p in timed if p.timing.flops > 0], ("operator", "operators"), "no memory traffic"),
+        ]
+    else:
+        groups = [
+            ([p for p in timed if p.timing.flops == 0], ("module", "modules"), "no FLOPs"),
+            ([p for p in timed if p.timing.flops > 0], ("module", "modules"), "no memory traffic"),
+        ]
+    lines = []
+    for skipped, nouns, why in groups:
         if skipped:
             share = sum(p.timing.seconds for p in skipped) / total if total else 0.0
             n = len(skipped)
             lines.append(f"{n} {nouns[n != 1]} ({_pct(share)} of the time) not drawn: {why}")
     for note in roof.notes:
-        lines += textwrap.wrap(note[:1].upper() + note[1:], 170)
+        lines += textwrap.wrap(note[:1].upper() + note[1:], 170, max_lines=2, placeholder=" …")
     return lines
