@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from rooflens.analysis.modules import build_tree, uncalled
-from rooflens.capture.engine import run_capture
+from rooflens.capture.engine import Options, run_capture
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
@@ -32,6 +32,7 @@ def analyze(
     precision: Precision | str | None = None,
     weight_bits: int | None = None,
     act_bits: int | None = None,
+    backward: bool = False,
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
@@ -50,9 +51,12 @@ def analyze(
     per element). Default: the precision of ``dtype`` or of the model's parameters, widths as built.
     ``weight_bits`` / ``act_bits``: bits per element in memory of floating-point parameters and buffers /
     of the other floating-point tensors, overriding ``precision`` (e.g. 4-bit weights, 16-bit activations).
+    ``backward``: also count the backward pass of ``loss = sum of the outputs`` (gradients for the
+    parameters that require grad), from the real backward operators; records carry ``phase``.
 
-    The forward runs on fake tensors under ``torch.no_grad()``: nothing is computed and the model, its
-    parameters, buffers, hooks and ``training`` flag are left exactly as they were.
+    The forward runs on fake tensors under ``torch.no_grad()`` (with grad when ``backward``): nothing is
+    computed and the model, its parameters (and their ``.grad``), buffers, hooks and ``training`` flag
+    are left exactly as they were.
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"analyze() expects a torch.nn.Module, got {type(model).__name__}")
@@ -65,7 +69,8 @@ def analyze(
         _bits(weight_bits, "weight_bits") or default_bits, _bits(act_bits, "act_bits") or default_bits
     )
     args, kwargs = _inputs(inputs, input_size, _dtype(input_dtype, "input_dtype") or dt or torch.float32)
-    capture = run_capture(model, args, kwargs, convention=conv, dtype=dt, widths=widths)
+    options = Options(convention=conv, widths=widths, backward=bool(backward))
+    capture = run_capture(model, args, kwargs, options=options, dtype=dt)
     nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
     leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     return Report(
@@ -85,6 +90,7 @@ def analyze(
         weight_bits=widths.weight_bits,
         act_bits=widths.act_bits,
         hardware=spec,
+        backward=bool(backward),
     )
 
 

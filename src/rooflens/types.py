@@ -135,6 +135,7 @@ class OpRecord:
     cost: Cost
     supported: bool = True  # False: no formula; only bytes are counted
     via: str = ""  # the operator this one was decomposed from, if any
+    phase: str = "forward"  # "backward" for the operators of the backward pass
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +146,7 @@ class OpRecord:
             **self.cost.as_dict(),
             "supported": self.supported,
             "via": self.via,
+            "phase": self.phase,
         }
 
 
@@ -178,7 +180,8 @@ class ModuleNode:
     path: str  # "" for the root
     type_name: str
     own: Cost = ZERO
-    cumulative: Cost = ZERO
+    cumulative: Cost = ZERO  # forward and backward together when the backward was analysed
+    cumulative_backward: Cost = ZERO  # the backward's part of ``cumulative``
     params: ParamStats = field(default_factory=ParamStats)  # recursive: this module and below
     own_params: int = 0  # parameters held directly by this module
     calls: int = 0

@@ -35,12 +35,18 @@ def build_tree(
         if path:
             nodes[parent_of(path)].children.append(path)
     own: dict[str, Cost] = {}
+    own_backward: dict[str, Cost] = {}
     for r in records:
         own[r.module] = own.get(r.module, ZERO) + r.cost
+        if r.phase == "backward":
+            own_backward[r.module] = own_backward.get(r.module, ZERO) + r.cost
     for path in reversed(list(nodes)):  # children come after their parent in named_modules order
         node = nodes[path]
         node.own = own.get(path, ZERO)
         node.cumulative = node.own + sum((nodes[c].cumulative for c in node.children), ZERO)
+        node.cumulative_backward = own_backward.get(path, ZERO) + sum(
+            (nodes[c].cumulative_backward for c in node.children), ZERO
+        )
     return nodes
 
 

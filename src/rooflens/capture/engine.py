@@ -65,17 +65,29 @@ class Capture:
     diagnostics: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Options:
+    """How to count: the FLOP convention, the widths of tensors in memory, and whether to run backward."""
+
+    convention: Convention = Convention.FMA
+    widths: Widths = NATURAL_WIDTHS
+    backward: bool = False
+
+
+DEFAULT_OPTIONS = Options()
+
+
 class CostMode(TorchDispatchMode):
     """Records every aten call with its cost; decomposes operators that have no formula."""
 
-    def __init__(
-        self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], convention: Convention, widths: Widths
-    ) -> None:
+    def __init__(self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], options: Options) -> None:
         super().__init__()
         self.tracker = tracker
         self.kinds = kinds
-        self.convention = convention
-        self.widths = widths
+        self.convention = options.convention
+        self.widths = options.widths
+        self.phase = "forward"  # "backward" once the gradients are being computed
+        self.paused = False  # True: run operators without recording them (rooflens's own bookkeeping)
         self.records: list[OpRecord] = []
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
         self.diagnostics: list[str] = []
@@ -85,6 +97,8 @@ class CostMode(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = op_name(func)
+        if self.paused:
+            return func(*args, **kwargs)
         if name in METADATA_OPS or getattr(func, "is_view", False):
             out = self._run(func, name, args, kwargs)
             self._inherit_kind(args, out)
@@ -178,7 +192,7 @@ class CostMode(TorchDispatchMode):
                 compute = entry.formula(call)
                 read, written = entry.bytes(call)
                 cost = Cost(compute.macs, compute.flops, read, written)
-                return OpRecord(name, self.tracker.current, call.inputs, outputs, cost, via=via)
+                return OpRecord(name, self.tracker.current, call.inputs, outputs, cost, via=via, phase=self.phase)
             except Exception as e:  # a formula bug must not cost the user the whole analysis
                 shapes = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in call.inputs)
                 self.diagnostics.append(
@@ -187,7 +201,7 @@ class CostMode(TorchDispatchMode):
                 )
         read, written = sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in outputs)
         return OpRecord(name, self.tracker.current, call.inputs, outputs, Cost(0, 0, read, written),
-                        supported=False, via=via)
+                        supported=False, via=via, phase=self.phase)
 
 
 @functools.cache
@@ -277,16 +291,15 @@ def run_capture(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
-    convention: Convention,
+    options: Options = DEFAULT_OPTIONS,
     dtype: torch.dtype | None = None,
-    widths: Widths = NATURAL_WIDTHS,
 ) -> Capture:
     """Analyse one forward call ``model(*args, **kwargs)`` on fake tensors (or real ones if it must)."""
     state, kinds = _state(model)
     leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
     device = analysis_device(model, leaves)
     try:
-        return _fake_run(model, state, kinds, args, kwargs, convention, widths, dtype, device)
+        return _fake_run(model, state, kinds, args, kwargs, options, dtype, device)
     except _NeedsRealRun as need:
         if any(_is_meta(t) for t in state.values()):
             raise ModelError(
@@ -294,7 +307,7 @@ def run_capture(
                 "on the meta device does not have; build the model with real weights (on the CPU) so that "
                 "rooflens can fall back to a real run"
             ) from need.cause
-        capture = _real_run(model, state, kinds, args, kwargs, convention, widths, dtype, device)
+        capture = _real_run(model, state, kinds, args, kwargs, options, dtype, device)
         capture.diagnostics.insert(
             0,
             f"fake execution stopped at {need.op} in module {need.module or '<root>'!r}, whose output depends "
@@ -315,8 +328,7 @@ def _fake_run(
     kinds: dict[int, TensorKind],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    convention: Convention,
-    widths: Widths,
+    options: Options,
     dtype: torch.dtype | None,
     device: torch.device,
 ) -> Capture:
@@ -333,7 +345,7 @@ def _fake_run(
     fake_state = _convert(state, fake, memo)
     fake_args, fake_kwargs = _convert((args, kwargs), fake, memo)
     fake_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, convention, widths, fake_mode, "fake")
+    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, options, fake_mode, "fake")
 
 
 def _real_run(
@@ -342,8 +354,7 @@ def _real_run(
     kinds: dict[int, TensorKind],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    convention: Convention,
-    widths: Widths,
+    options: Options,
     dtype: torch.dtype | None,
     device: torch.device,
 ) -> Capture:
@@ -355,15 +366,15 @@ def _real_run(
             if target.is_floating_point:
                 return torch.rand(t.shape, dtype=target, device=device)
             return torch.zeros(t.shape, dtype=target, device=device)
-        if kinds.get(id(t)) is TensorKind.PARAMETER:
-            return t.to(target)  # no copy unless the dtype changes
+        if kinds.get(id(t)) is TensorKind.PARAMETER:  # a new leaf on the same memory: gradients never reach the user's
+            return t.detach().to(target).requires_grad_(t.requires_grad and target.is_floating_point)
         return t.to(target, copy=True)  # buffers and inputs: in-place updates must not reach the user's
 
     with torch.no_grad():
         real_state = _convert(state, real, memo)
         real_args, real_kwargs = _convert((args, kwargs), real, memo)
     real_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, real_state, real_kinds, real_args, real_kwargs, convention, widths, None, "real")
+    return _execute(model, real_state, real_kinds, real_args, real_kwargs, options, None, "real")
 
 
 def _execute(
@@ -372,15 +383,14 @@ def _execute(
     kinds: dict[int, TensorKind],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    convention: Convention,
-    widths: Widths,
+    options: Options,
     fake_mode: FakeTensorMode | None,
     executed: str,
 ) -> Capture:
-    tracker = ModuleTracker(model)
-    mode = CostMode(tracker, kinds, convention, widths)
+    tracker = ModuleTracker(model, backward=options.backward)
+    mode = CostMode(tracker, kinds, options)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.no_grad())
+        stack.enter_context(torch.enable_grad() if options.backward else torch.no_grad())
         stack.enter_context(warnings.catch_warnings())
         # torchvision's fake nms warns about a deprecated torch helper on every call; not the user's concern
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\._meta_registrations")
@@ -389,7 +399,9 @@ def _execute(
         stack.enter_context(tracker)
         stack.enter_context(mode)
         try:
-            functional_call(model, state, args, kwargs, tie_weights=True, strict=False)
+            out = functional_call(model, state, args, kwargs, tie_weights=True, strict=False)
+            if options.backward:
+                _backward(out, mode, tracker)
         except DATA_DEPENDENT as e:
             op, module = mode.failed_at or ("an operator", tracker.current)
             raise _NeedsRealRun(op, module, e) from e
@@ -399,6 +411,21 @@ def _execute(
             during = f" while running {op}" if op else ""
             raise ModelError(f"the model raised {type(e).__name__} {where}{during}: {e}") from e
     return Capture(mode.records, tracker.calls, tracker.output_shapes, executed, mode.diagnostics)
+
+
+def _backward(out: Any, mode: CostMode, tracker: ModuleTracker) -> None:
+    """The backward of ``loss = sum of every floating-point output``: gradients of the output are ones."""
+    roots = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not roots:
+        raise ModelError(
+            "backward=True, but no output of the model requires grad: no parameter that requires grad reached it"
+        )
+    mode.paused = True
+    grads = [torch.ones_like(t) for t in roots]
+    mode.paused = False
+    mode.phase = "backward"
+    tracker.start_backward()
+    torch.autograd.backward(roots, grads)
 
 
 def _type_name(model: torch.nn.Module, path: str) -> str:

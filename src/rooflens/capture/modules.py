@@ -3,6 +3,11 @@
 Like ``torch.utils.module_tracker``: a global forward pre-hook pushes the module's dotted path and a
 global forward hook (``always_call=True``, so it runs even when the forward raises) pops it. Both
 hooks are removed when the tracker exits, whatever happened inside.
+
+For the backward pass (``backward=True``), the forward hooks also put gradient hooks on the tensors
+rooflens made (never on the user's modules): the gradient of a module's output arriving means its
+backward starts, the gradient of its inputs means it is done. The innermost module whose backward has
+started and not finished is the current one.
 """
 
 from __future__ import annotations
@@ -12,28 +17,55 @@ from types import TracebackType
 from typing import Any
 
 import torch
+from torch.autograd.graph import register_multi_grad_hook
 from torch.nn.modules import module as nn_module
 from torch.utils._pytree import tree_leaves
 
 
 class ModuleTracker:
-    def __init__(self, root: torch.nn.Module) -> None:
+    def __init__(self, root: torch.nn.Module, *, backward: bool = False) -> None:
         # remove_duplicate=True: a module reused under several names is attributed to its first name.
         self.paths: dict[int, str] = {id(m): name for name, m in root.named_modules()}
         self.stack: list[tuple[int, str]] = []
         self.calls: Counter[str] = Counter()
         self.output_shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
         self._handles: list[Any] = []
+        self._track_backward = backward
+        self._in_backward = False
+        self._backward_open: list[str] = []  # modules whose backward has started and not finished
 
     @property
     def current(self) -> str:
+        if self._in_backward:  # the innermost open module; among equally deep ones the latest
+            if not self._backward_open:
+                return ""
+            return max(reversed(self._backward_open), key=lambda p: p.count(".") + bool(p))
         return self.stack[-1][1] if self.stack else ""
+
+    def start_backward(self) -> None:
+        self._in_backward = True
+
+    def _grad_hook(self, tensors: Any, path: str, *, enter: bool) -> None:
+        """On the first gradient of ``tensors``: open (outputs) or close (inputs) the module's backward."""
+        grads = [t for t in tree_leaves(tensors) if isinstance(t, torch.Tensor) and t.requires_grad]
+        if not grads or not torch.is_grad_enabled():
+            return
+
+        def fn(*_: Any) -> None:
+            if enter:
+                self._backward_open.append(path)
+            elif path in self._backward_open:
+                del self._backward_open[len(self._backward_open) - 1 - self._backward_open[::-1].index(path)]
+
+        self._handles.append(register_multi_grad_hook(grads, fn, mode="any"))
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         path = self.paths.get(id(module))
         if path is not None:
             self.stack.append((id(module), path))
             self.calls[path] += 1
+            if self._track_backward:
+                self._grad_hook(args, path, enter=False)
 
     def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if self.stack and self.stack[-1][0] == id(module):
@@ -41,6 +73,8 @@ class ModuleTracker:
             shapes = tuple(tuple(t.shape) for t in tree_leaves(output) if isinstance(t, torch.Tensor))
             if shapes:
                 self.output_shapes[path] = shapes
+            if self._track_backward:
+                self._grad_hook(output, path, enter=True)
 
     def __enter__(self) -> ModuleTracker:
         self._handles = [

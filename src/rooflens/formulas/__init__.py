@@ -5,6 +5,7 @@ from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, d
 # Each family registers its operators on import.
 from rooflens.formulas import (  # noqa: E402,F401
     attention,
+    backward,
     conv,
     matmul,
     memory,

@@ -36,7 +36,7 @@ ROOFLINE_COLUMNS = (
     "Module", "Type", "Params", "FLOPs", "Read", "Written", "FLOP/B", "I/Ridge", "Bound", "Mem%", "Time",
     "%Time", "Output shape",
 )
-NUMERIC_COLUMNS = frozenset({"Params", "MACs", "FLOPs", "Read", "Written", "%MACs", "FLOP/B", "I/Ridge", "Mem%", "Time", "%Time"})
+NUMERIC_COLUMNS = frozenset({"Params", "MACs", "FLOPs", "Bwd FLOPs", "Read", "Written", "%MACs", "FLOP/B", "I/Ridge", "Mem%", "Time", "%Time"})
 CSV_COLUMNS = (
     "path", "type", "depth", "calls", "params", "macs", "flops", "bytes_read", "bytes_written",
     "share_of_macs", "output_shape",
@@ -62,14 +62,19 @@ class ModuleRow:
     cost: Cost
     share_of_macs: float | None  # of the model's total MACs; None when the model has none
     output_shapes: tuple[tuple[int, ...], ...]
+    backward: Cost | None = None  # the backward pass's part of ``cost``, when it was analysed
     timing: Timing | None = None  # roofline times, when the report has hardware
     share_of_time: float | None = None  # of the model's roofline time
     ridge_point: float | None = None  # of the device, FLOP/B
 
 
 def columns(report: Report) -> tuple[str, ...]:
-    """The table's columns: the roofline ones when the report has hardware."""
-    return ROOFLINE_COLUMNS if report.hardware is not None else COLUMNS
+    """The table's columns: the roofline ones when the report has hardware; backward FLOPs when analysed."""
+    cols = ROOFLINE_COLUMNS if report.hardware is not None else COLUMNS
+    if report.backward:
+        i = cols.index("FLOPs") + 1
+        cols = (*cols[:i], "Bwd FLOPs", *cols[i:])
+    return cols
 
 
 # ---- rows -------------------------------------------------------------------------------------------
@@ -137,6 +142,7 @@ def module_rows(report: Report, depth: int | None = None) -> list[ModuleRow]:
                 cost=node.cumulative,
                 share_of_macs=node.cumulative.macs / total_macs if total_macs else None,
                 output_shapes=node.output_shapes,
+                backward=node.cumulative_backward if report.backward else None,
                 timing=timing,
                 share_of_time=timing.seconds / roof.total_seconds if timing and roof and roof.total_seconds else None,
                 ridge_point=roof.ridge_point if roof is not None else None,
@@ -192,6 +198,7 @@ def row_cells(row: ModuleRow, byte_unit: ByteUnit = ByteUnit.SI, cols: Sequence[
         "Params": si(row.params),
         "MACs": si(c.macs),
         "FLOPs": si(c.flops),
+        "Bwd FLOPs": si(row.backward.flops) if row.backward is not None else "-",
         "Read": nbytes(c.bytes_read, byte_unit),
         "Written": nbytes(c.bytes_written, byte_unit),
         "%MACs": share_text(row.share_of_macs),
@@ -260,9 +267,16 @@ def header_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         ("Device", report.device),
         ("Dtype", dtype_text(report)),
         ("Precision", precision_text(report)),
+        *([("Pass", BACKWARD_TEXT)] if report.backward else []),
         *([("Hardware", hardware_text(report))] if report.hardware is not None else []),
         ("Units", units_text(byte_unit)),
     ]
+
+
+BACKWARD_TEXT = (
+    "forward + backward of loss = sum of the outputs (gradients of the parameters that require grad, counted "
+    "from the backward operators); numbers are both passes together, Bwd FLOPs the backward's part"
+)
 
 
 def widths_text(weight_bits: int | None, act_bits: int | None) -> str:
@@ -330,12 +344,19 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
     uncalled_text = ", ".join(p or "<root>" for p in uncalled[:MAX_LISTED]) or "none"
     if len(uncalled) > MAX_LISTED:
         uncalled_text += f" and {len(uncalled) - MAX_LISTED} more"
+    passes = []
+    if report.backward:
+        f, b = report.total("forward"), report.total("backward")
+        ratio = f"{b.flops / f.flops:.2f}" if f.flops else "-"
+        passes.append(("Passes", f"forward FLOPs {si(f.flops)} · backward FLOPs {si(b.flops)} ({ratio} x forward) · "
+                       f"backward read {nbytes(b.bytes_read, byte_unit)} · written {nbytes(b.bytes_written, byte_unit)}"))
     return [
         (
             "Total",
             f"MACs {si(t.macs)} · FLOPs {si(t.flops)} · read {nbytes(t.bytes_read, byte_unit)} · "
             f"written {nbytes(t.bytes_written, byte_unit)} · intensity {t.intensity:.2f} FLOPs/byte",
         ),
+        *passes,
         (
             "Parameters",
             f"{count(p.total)}{f' ({si(p.total)})' if p.total >= 1000 else ''} · trainable {count(p.trainable)} · "
@@ -409,6 +430,7 @@ def csv_records(report: Report, byte_unit: ByteUnit | None = None) -> list[dict[
             "flops": row.cost.flops,
             "bytes_read": row.cost.bytes_read,
             "bytes_written": row.cost.bytes_written,
+            **({"backward_flops": row.backward.flops} if row.backward is not None else {}),
             "share_of_macs": round(row.share_of_macs, 6) if row.share_of_macs is not None else "",
             "output_shape": ";".join(shape_text(s, "x") for s in row.output_shapes),
         }

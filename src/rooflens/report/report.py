@@ -59,17 +59,21 @@ class Report:
     weight_bits: int | None = None  # bits per element of floating-point parameters and buffers (None: dtype's)
     act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
     hardware: HardwareSpec | None = None
+    backward: bool = False  # the records include the backward pass (``phase == "backward"``)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", MappingProxyType(dict(self.modules)))
 
     # ---- queries --------------------------------------------------------------------------------
-    def total(self) -> Cost:
-        """The whole model: the sum over every operator record."""
-        if "total" not in self._cache:
-            self._cache["total"] = sum((r.cost for r in self.records), ZERO)
-        return self._cache["total"]
+    def total(self, phase: str | None = None) -> Cost:
+        """The whole model: the sum over every operator record (or those of ``phase``: forward, backward)."""
+        if phase not in (None, "forward", "backward"):
+            raise InputError(f"phase must be 'forward', 'backward' or None, got {phase!r}")
+        key = f"total:{phase}"
+        if key not in self._cache:
+            self._cache[key] = sum((r.cost for r in self.records if phase is None or r.phase == phase), ZERO)
+        return self._cache[key]  # type: ignore[no-any-return]
 
     def by_module(self) -> Mapping[str, ModuleNode]:
         """Module path -> node with ``own`` and ``cumulative`` cost, params, calls, output shapes."""
@@ -150,6 +154,11 @@ class Report:
             "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
             "precision": {"compute": self.precision.value, "weight_bits": self.weight_bits, "act_bits": self.act_bits},
             "total": {**total.as_dict(), "intensity": total.intensity},
+            **(
+                {"backward": True, "total_forward": self.total("forward").as_dict(),
+                 "total_backward": self.total("backward").as_dict()}
+                if self.backward else {}
+            ),
             "params": {
                 "total": self.params.total,
                 "trainable": self.params.trainable,
@@ -232,5 +241,6 @@ def _module_dict(n: ModuleNode, timing: Timing | None) -> dict[str, Any]:
         "output_shapes": [list(s) for s in n.output_shapes],
         "own": n.own.as_dict(),
         "cumulative": n.cumulative.as_dict(),
+        **({"cumulative_backward": n.cumulative_backward.as_dict()} if n.cumulative_backward != ZERO else {}),
         **({"roofline": timing.as_dict()} if timing is not None else {}),
     }
