@@ -316,3 +316,35 @@ def test_hw_list_and_show(capsys, tmp_path):
     code, out, _ = run(capsys, "hw", "show", str(saved), "-f", "json")
     assert code == 0 and json.loads(out)["bandwidth_bytes_per_s"] == 448e9
     assert_one_line_error(*run(capsys, "hw", "show", "nope")[::2], "unknown hardware 'nope'")
+
+
+# ---- bench ---------------------------------------------------------------------------------------------
+
+
+def test_bench_batches_json(capsys, model_file):
+    code, out, err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,16,16", "--batch", "1,2", "--iters", "3",
+                         "--warmup", "1", "--threads", "1", "--hw", "a4000", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [b["batch_size"] for b in data["batches"]] == [1, 2]
+    for b in data["batches"]:
+        assert b["iters"] >= 3 and b["median_seconds"] > 0
+        assert b["throughput_per_s"] == pytest.approx(b["batch_size"] / b["median_seconds"])
+        assert b["achieved"]["roofline_seconds"] > 0
+        assert b["achieved"]["efficiency"] == pytest.approx(b["achieved"]["roofline_seconds"] / b["median_seconds"])
+
+
+def test_bench_per_op_table(capsys, model_file):
+    code, out, err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,16,16", "--iters", "2", "--warmup", "1",
+                         "--threads", "1", "--per-op", "--hw", "a4000", "--width", "160")
+    assert code == 0, err
+    assert "Median" in out and "Samples/s" in out and "Efficiency" in out
+    assert "per module at batch 1" in out and "conv" in out
+    assert "analysed operators matched to profiled events" in out
+    assert "USDT" not in err and "profiler_start" not in out
+
+
+def test_bench_errors(capsys, model_file):
+    assert_one_line_error(*run(capsys, "bench", f"{model_file}:Net")[::2], "give its input shape with --input-size")
+    code, _, err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "0")
+    assert code == 2 and "positive" in err

@@ -4,6 +4,7 @@ from rooflens import hardware
 from rooflens.api import analyze
 from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
 from rooflens.hardware import HardwareSpec, Precision
+from rooflens.measurement import Measurement, measure
 from rooflens.params import count_parameters, model_size_bytes
 from rooflens.report.report import Report
 from rooflens.types import Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
@@ -12,6 +13,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Convention", "Cost", "HardwareError", "HardwareSpec", "InputError", "ModelError", "ModuleNode", "OpRecord",
-    "ParamStats", "Precision", "Report", "RooflensError", "SpecError", "TensorMeta", "__version__", "analyze",
-    "count_parameters", "hardware", "model_size_bytes",
+    "Measurement", "ParamStats", "Precision", "Report", "RooflensError", "SpecError", "TensorMeta", "__version__",
+    "analyze", "count_parameters", "hardware", "measure", "model_size_bytes",
 ]

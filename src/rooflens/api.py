@@ -33,6 +33,7 @@ def analyze(
     weight_bits: int | None = None,
     act_bits: int | None = None,
     backward: bool = False,
+    measure: bool = False,
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
@@ -53,6 +54,9 @@ def analyze(
     of the other floating-point tensors, overriding ``precision`` (e.g. 4-bit weights, 16-bit activations).
     ``backward``: also count the backward pass of ``loss = sum of the outputs`` (gradients for the
     parameters that require grad), from the real backward operators; records carry ``phase``.
+    ``measure``: also time real forward passes on the model's device (10 warm-up calls, the median of
+    50; see :func:`rooflens.measure` for more control) and report them beside the counts and the
+    roofline (``report.measurement``, ``report.achieved``). Needs real weights.
 
     The forward runs on fake tensors under ``torch.no_grad()`` (with grad when ``backward``): nothing is
     computed and the model, its parameters (and their ``.grad``), buffers, hooks and ``training`` flag
@@ -73,6 +77,14 @@ def analyze(
     capture = run_capture(model, args, kwargs, options=options, dtype=dt)
     nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
     leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    measurement = None
+    if measure:
+        from rooflens.measurement import measure as measure_latency
+
+        real_inputs = None if input_size is not None else (args if not kwargs else kwargs)
+        measurement = measure_latency(
+            model, real_inputs, input_size=input_size, device=_device(model, leaves), dtype=dt,
+        )
     return Report(
         model=name or type(model).__name__,
         inputs=tuple(_meta(t, dt) for t in leaves),
@@ -91,6 +103,7 @@ def analyze(
         act_bits=widths.act_bits,
         hardware=spec,
         backward=bool(backward),
+        measurement=measurement,
     )
 
 

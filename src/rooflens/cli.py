@@ -6,6 +6,8 @@
     rooflens roofline MODEL --hw ID[,ID...] | --hw FILE.toml | --peak 19.2T --bandwidth 448G
                            [--precision fp16] [--weight-bits 8] [--act-bits 8] [--plot FILE.png|svg]
                            [... the options of profile]
+    rooflens bench MODEL [--batch 1,8,32] [--device cpu] [--threads N] [--warmup 10] [--iters 50]
+                         [--per-op] [--hw ID|FILE.toml|this] [--precision fp16] [--depth N] [-f ...]
     rooflens hw list [--kind gpu] [--precision fp16] [--format table|json|csv|markdown]
     rooflens hw show ID|FILE.toml [--format text|json|toml]
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_profile(sub)
     _add_roofline(sub)
+    _add_bench(sub)
     _add_hw(sub)
     return parser
 
@@ -182,6 +185,57 @@ def _add_roofline(sub: Any) -> None:
                    help="points of the plot: modules (the leaves, or those at --depth; default) or single operators")
     _add_output_options(p)
     p.set_defaults(func=cmd_roofline)
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give batch sizes as comma-separated integers, e.g. 1,8,32") from None
+    if not sizes or any(b <= 0 for b in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive integers, e.g. 1,8,32")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure latency and throughput on real tensors (and per module against the roofline)",
+        description="Time real forward passes (warm-up, then the median of --iters; never the first call): "
+        "median, p90, p99, mean and std latency and throughput per batch size; achieved FLOP/s and bytes/s "
+        "from the counted work; with --hw, the roofline time and the efficiency (roofline / measured). "
+        "--per-op profiles every operator with torch.profiler and shows per module measured vs roofline.",
+    )
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--input-size", "-i", dest="input_size", type=input_size, action="append", metavar="1,3,224,224",
+                   help="shape of an input tensor (its first dimension is the batch, replaced by --batch)")
+    p.add_argument("--batch", "-b", type=_batches, default=None, metavar="1,8,32",
+                   help="batch sizes to measure (default: the input's)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1 or mps")
+    p.add_argument("--threads", type=_positive, default=None, help="torch's CPU threads during the run")
+    p.add_argument("--dtype", help="run the model and inputs in this dtype (float16, bfloat16 ...)")
+    p.add_argument("--warmup", type=_positive, default=10, help="untimed calls first (default 10)")
+    p.add_argument("--iters", type=_positive, default=50, help="timed calls, at least (default 50)")
+    p.add_argument("--max-seconds", type=float, default=None, help="cap on the timing of each batch size")
+    p.add_argument("--per-op", action="store_true",
+                   help="profile every operator (torch.profiler) and show per module measured vs roofline time")
+    p.add_argument("--hw", metavar="ID|FILE.toml|this",
+                   help="the device for the roofline: a catalogue id, a TOML file, or `this` (measured now, quick)")
+    p.add_argument("--precision", "-p", choices=[x.value for x in Precision], default=None,
+                   help="compute precision of the roofline (default: the model's dtype)")
+    p.add_argument("--depth", "-d", type=_non_negative, default=None, help="--per-op: modules down to this depth")
+    p.add_argument("--format", "-f", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--width", type=_width, default=None, help="table width (default: the terminal's)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_bench)
 
 
 def _add_hw(sub: Any) -> None:
@@ -358,6 +412,129 @@ def _emit_items(items: list[Any], args: argparse.Namespace) -> None:
         print_items(items)
     else:
         _emit(plain_text(items, width=getattr(args, "width", None) or 140), args.output)
+
+
+class _ProgressBar:
+    """A rich progress bar on standard error, shown only once a job has run for a second (and on a terminal)."""
+
+    def __init__(self, title: str) -> None:
+        import time
+
+        self._title = title
+        self._start = time.perf_counter()
+        self._clock = time.perf_counter
+        self._bar: Any = None
+        self._task: Any = None
+        self._enabled = sys.stderr.isatty()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            if self._clock() - self._start < 1.0:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=True, console=_stderr_console())
+            self._bar.start()
+            self._task = self._bar.add_task(self._title, total=total)
+        self._bar.update(self._task, description=f"{self._title}: {phase}", completed=done, total=total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+def _bench_device(args: argparse.Namespace) -> HardwareSpec | None:
+    """--hw for bench: an id, a TOML file (its first device) or `this` (a quick measurement of this machine)."""
+    if not args.hw:
+        return None
+    if args.hw == "this":
+        from rooflens.hardware.microbench import benchmark
+
+        bar = _ProgressBar("measuring this machine")
+        try:
+            return benchmark(device=args.device, quick=True, threads=args.threads, progress=lambda s, f: bar(s, int(100 * f), 100))
+        finally:
+            bar.close()
+    from rooflens.hardware import get, load_file
+
+    is_file = args.hw.endswith(".toml") or os.path.isfile(args.hw)
+    return load_file(args.hw)[0] if is_file else get(args.hw)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rooflens.api import analyze
+    from rooflens.measurement import achieved, module_rows, profile_operators, sweep
+    from rooflens.report import formats
+    from rooflens.zoo import load_model
+
+    model, example, name = load_model(args.model, meta=False)
+    shapes = [tuple(s) for s in args.input_size] if args.input_size else (example.input_size if example else None)
+    if not shapes:
+        raise InputError(f"rooflens does not know what {args.model} takes; give its input shape with --input-size "
+                         "(the first dimension is the batch)")
+    per_sample = [s[1:] for s in shapes]
+    batches = args.batch or [shapes[0][0]]
+    hw = _bench_device(args)
+    bar = _ProgressBar(f"timing {name}")
+    try:
+        measurements = sweep(model, batch_sizes=batches, input_size_per_sample=per_sample, device=args.device,
+                             dtype=args.dtype, threads=args.threads, warmup=args.warmup, iters=args.iters,
+                             max_seconds=args.max_seconds, progress=bar)
+    finally:
+        bar.close()
+    reports = [analyze(model, input_size=[(b, *s) for s in per_sample], dtype=args.dtype, name=name, hardware=hw,
+                       precision=args.precision) for b in batches]
+    rows = [(m, achieved(m, r)) for m, r in zip(measurements, reports, strict=True)]
+    profile = None
+    if args.per_op:
+        bar = _ProgressBar(f"profiling {name}")
+        try:
+            profile = profile_operators(model, None, reports[0], input_size=[(batches[0], *s) for s in per_sample],
+                                        device=args.device, dtype=args.dtype, threads=args.threads, progress=bar)
+        finally:
+            bar.close()
+    if args.format == "json":
+        data: dict[str, Any] = {
+            "model": name, "device": args.device, "threads": args.threads, "dtype": args.dtype,
+            "hardware": hw.as_dict() if hw else None,
+            "batches": [{**m.as_dict(samples=False), "achieved": a.as_dict()} for m, a in rows],
+        }
+        if profile is not None:
+            data["per_op"] = profile.as_dict()
+        _emit(json.dumps(data, indent=2) + "\n", args.output)
+        return EXIT_OK
+    headers, table = formats.bench_table([m for m, _ in rows], [a for _, a in rows])
+    prof_rows = module_rows(profile, depth=args.depth) if profile is not None else []
+    if args.format == "csv":
+        _emit(formats.grid_csv(headers, table), args.output)
+        return EXIT_OK
+    title = f"{name} on {args.device}" + (f" ({args.threads} threads)" if args.threads else "")
+    if hw is not None:
+        title += f"; roofline on {hw.name}"
+    if args.format == "markdown":
+        text = f"## {title}\n\n" + formats.grid_markdown(headers, table, formats.BENCH_NUMERIC)
+        if profile is not None:
+            ph, pt = formats.profile_table(prof_rows)
+            text += "\n" + formats.grid_markdown(ph, pt, formats.BENCH_NUMERIC)
+        _emit(text, args.output)
+        return EXIT_OK
+    items: list[Any] = [_table(headers, table, formats.BENCH_NUMERIC, title), formats.BENCH_NOTE]
+    if profile is not None:
+        ph, pt = formats.profile_table(prof_rows)
+        order = "most time lost against the roofline first" if hw is not None else "most time first"
+        items += ["", _table(ph, pt, formats.BENCH_NUMERIC, f"per module at batch {batches[0]}, {order}"),
+                  formats.profile_note(profile)]
+    _emit_items(items, args)
+    return EXIT_OK
 
 
 def cmd_hw_list(args: argparse.Namespace) -> int:

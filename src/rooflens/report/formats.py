@@ -28,6 +28,7 @@ from rooflens.types import Cost, ModuleNode, TensorKind
 if TYPE_CHECKING:
     from rooflens.analysis.roofline import Timing
     from rooflens.hardware.spec import HardwareSpec
+    from rooflens.measurement import Achieved, Measurement
     from rooflens.report.report import Report
 
 COLUMNS = ("Module", "Type", "Params", "MACs", "FLOPs", "Read", "Written", "%MACs", "Output shape")
@@ -364,6 +365,7 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         ),
         ("Model size", size),
         *roofline_lines(report, byte_unit),
+        *measured_lines(report),
         ("Buffers", f"{count(p.buffers)} elements ({nbytes(p.buffer_bytes, byte_unit)})"),
         (UNSUPPORTED_LABEL, unsupported_text(report)),
         ("Uncalled modules", uncalled_text),
@@ -411,6 +413,27 @@ def roofline_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tu
     if roof.notes:
         lines.append(("Roofline notes", "; ".join(roof.notes)))
     return lines
+
+
+def measurement_text(m: Measurement) -> str:
+    threads = f", {m.threads} threads" if m.threads else ""
+    return (
+        f"median {seconds_text(m.median_seconds)} (p90 {seconds_text(m.p90_seconds)}, p99 "
+        f"{seconds_text(m.p99_seconds)}, mean {seconds_text(m.mean_seconds)} ± {seconds_text(m.std_seconds)}) "
+        f"over {m.iters} runs on {m.device}{threads} · {m.throughput_per_s:.1f} samples/s at batch {m.batch_size}"
+    )
+
+
+def measured_lines(report: Report) -> list[tuple[str, str]]:
+    """Measured latency and what it achieved, when the report was measured."""
+    m, a = report.measurement, report.achieved
+    if m is None or a is None:
+        return []
+    text = f"{si(a.flops_per_s, 'FLOP/s')} · {si(a.bytes_per_s, 'B/s')}"
+    if a.efficiency is not None and a.compute_utilisation is not None and a.bandwidth_utilisation is not None:
+        text += (f" · {100 * a.compute_utilisation:.1f}% of the peak, {100 * a.bandwidth_utilisation:.1f}% of the "
+                 f"bandwidth · roofline / measured = {100 * a.efficiency:.1f}%")
+    return [("Measured", measurement_text(m)), ("Achieved", text)]
 
 
 # ---- CSV --------------------------------------------------------------------------------------------
@@ -650,3 +673,54 @@ def grid_markdown(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric
              "| " + " | ".join("---:" if h in numeric else "---" for h in headers) + " |"]
     lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+# ---- measurement ------------------------------------------------------------------------------------
+
+BENCH_NUMERIC = frozenset({
+    "Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s", "Roofline", "Efficiency",
+    "% peak", "Measured", "Lost", "Records",
+})
+BENCH_NOTE = ("Latency per forward call (the first call is never timed); FLOP/s and Bytes/s: counted work / "
+              "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak")
+
+
+def bench_table(measurements: Sequence[Measurement], achieved: Sequence[Achieved]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """One row per batch size: latency statistics, throughput, achieved rates, roofline and efficiency."""
+    roof = any(a.roofline_seconds is not None for a in achieved)
+    headers = ("Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s")
+    if roof:
+        headers += ("Roofline", "Efficiency", "% peak")
+    rows = []
+    for m, a in zip(measurements, achieved, strict=True):
+        row = [str(m.batch_size), seconds_text(m.median_seconds), seconds_text(m.p90_seconds),
+               seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds),
+               f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), si3(a.bytes_per_s, "B/s")]
+        if roof:
+            row += [seconds_text(a.roofline_seconds) if a.roofline_seconds is not None else "-",
+                    share_text(a.efficiency), share_text(a.compute_utilisation)]
+        rows.append(row)
+    return headers, rows
+
+
+def profile_table(rows: Sequence[Any]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """Per module (``rooflens.measurement.module_rows``): measured, roofline, efficiency, achieved FLOP/s, lost."""
+    headers = ("Module", "Type", "Measured", "Roofline", "Efficiency", "FLOP/s", "Lost")
+    out = [[r.path or "<model>", r.type_name, seconds_text(r.measured_seconds),
+            seconds_text(r.roofline_seconds) if r.roofline_seconds is not None else "-", share_text(r.efficiency),
+            si3(r.achieved_flops_per_s), seconds_text(r.lost_seconds) if r.lost_seconds is not None else "-"]
+           for r in rows]
+    return headers, out
+
+
+def profile_note(profile: Any) -> str:
+    views = [e for e in profile.unmatched_events if e.aliasing]
+    other = [e for e in profile.unmatched_events if not e.aliasing]
+    text = (f"{profile.matched_records}/{len(profile.record_seconds)} analysed operators matched to profiled events; "
+            f"{100 * profile.matched_seconds / profile.profiled_seconds if profile.profiled_seconds else 0:.1f}% of the "
+            "profiled time matched")
+    if other:
+        text += "; not matched: " + ", ".join(f"{e.name} x{e.count}" for e in other[:8])
+    if views:
+        text += f"; {len(views)} view operators (not analysed: they move no data)"
+    return text

@@ -16,6 +16,7 @@ from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamSt
 
 if TYPE_CHECKING:
     from rooflens.analysis.roofline import Roofline, Timing
+    from rooflens.measurement import Achieved, Measurement
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +61,7 @@ class Report:
     act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
     hardware: HardwareSpec | None = None
     backward: bool = False  # the records include the backward pass (``phase == "backward"``)
+    measurement: Measurement | None = None  # timed real forward passes (analyze(..., measure=True))
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +119,15 @@ class Report:
 
             self._cache["roofline"] = roofline(self.records, self.modules, self.hardware, self.precision)
         return self._cache["roofline"]  # type: ignore[no-any-return]
+
+    @property
+    def achieved(self) -> Achieved | None:
+        """Counted FLOPs and bytes over the measured median: FLOP/s, bytes/s, utilisation of the device."""
+        if self.measurement is None:
+            return None
+        from rooflens.measurement import achieved
+
+        return achieved(self.measurement, self)
 
     def with_hardware(self, hardware: HardwareSpec | str) -> Report:
         """The same counts on another device (same precision and bit widths; nothing is re-analysed)."""
@@ -184,6 +195,9 @@ class Report:
                     {"op": o.op, "calls": o.calls, **o.timing.as_dict()} for o in roof.by_operator(self.records)
                 ],
             }
+        if self.measurement is not None:
+            data["measurement"] = self.measurement.as_dict(samples=False)
+            data["achieved"] = self.achieved.as_dict() if self.achieved is not None else None
         if operators:
             data["operators"] = [r.as_dict() for r in self.records]
             if roof is not None:

@@ -1,0 +1,604 @@
+"""Measured latency: time a callable or a model's forward pass on real tensors.
+
+Rules every timing here follows:
+
+* the first call is never timed (at least one warm-up call, whatever ``warmup`` says);
+* CPU: ``time.perf_counter`` around each call; CUDA: a pair of CUDA events around each call, then
+  ``synchronize`` (the sample is the GPU time between the events, launch gaps included);
+  MPS: ``torch.mps.synchronize()`` before and after each call, ``perf_counter`` around it;
+* ``iters`` is a minimum: with ``min_seconds`` timing goes on until the samples add up to that much;
+  ``max_seconds`` caps the whole call (warm-up included), though at least one sample is always taken.
+
+The user's model is never changed: when it has to move to another device or dtype, a deep copy is
+moved; otherwise the model runs as it is and its buffers (BatchNorm statistics in training mode ...)
+are put back afterwards, the ``training`` flags too. Nothing is printed: progress goes to an optional
+callback ``progress(phase, done, total)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils._pytree import tree_leaves, tree_map
+
+from rooflens.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from rooflens.report.report import Report
+
+# ``progress(phase, done, total)``: phase is "warmup" or "timing" (a sweep prefixes "batch 8: ");
+# ``total`` may grow while timing runs on to ``min_seconds``.
+Progress = Callable[[str, int, int], None]
+
+SUPPORTED_DEVICES = ("cpu", "cuda", "mps")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks (numpy's default).
+
+    ``sorted_values`` must be sorted ascending and not empty.
+    """
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Timed forward passes of one model at one batch size (seconds per call, in the order taken).
+
+    Percentiles interpolate linearly between closest ranks (numpy's default method); ``std_seconds``
+    is the sample standard deviation (n - 1; 0 for one sample). ``throughput_per_s`` is samples per
+    second at the median latency: ``batch_size / median_seconds``.
+    """
+
+    samples_seconds: tuple[float, ...]
+    batch_size: int
+    device: str
+    dtype: str | None  # the floating-point dtype the model ran in (None: it has no floating parameters)
+    threads: int | None  # torch's intra-op CPU threads during the run
+    warmup: int  # untimed calls made first (at least 1)
+
+    def __post_init__(self) -> None:
+        if not self.samples_seconds:
+            raise InputError("a Measurement needs at least one sample")
+
+    @property
+    def iters(self) -> int:
+        return len(self.samples_seconds)
+
+    @property
+    def _sorted(self) -> list[float]:
+        return sorted(self.samples_seconds)
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.samples_seconds)
+
+    @property
+    def mean_seconds(self) -> float:
+        return statistics.fmean(self.samples_seconds)
+
+    @property
+    def std_seconds(self) -> float:
+        return statistics.stdev(self.samples_seconds) if len(self.samples_seconds) > 1 else 0.0
+
+    @property
+    def min_seconds(self) -> float:
+        return min(self.samples_seconds)
+
+    @property
+    def max_seconds(self) -> float:
+        return max(self.samples_seconds)
+
+    @property
+    def p90_seconds(self) -> float:
+        return percentile(self._sorted, 90)
+
+    @property
+    def p99_seconds(self) -> float:
+        return percentile(self._sorted, 99)
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Samples per second at the median latency."""
+        return self.batch_size / self.median_seconds if self.median_seconds > 0 else math.inf
+
+    def as_dict(self, *, samples: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "dtype": self.dtype,
+            "threads": self.threads,
+            "warmup": self.warmup,
+            "iters": self.iters,
+            "median_seconds": self.median_seconds,
+            "mean_seconds": self.mean_seconds,
+            "std_seconds": self.std_seconds,
+            "min_seconds": self.min_seconds,
+            "max_seconds": self.max_seconds,
+            "p90_seconds": self.p90_seconds,
+            "p99_seconds": self.p99_seconds,
+            "throughput_per_s": self.throughput_per_s,
+            "percentile_method": "linear",
+        }
+        if samples:
+            data["samples_seconds"] = list(self.samples_seconds)
+        return data
+
+
+@dataclass(frozen=True)
+class Achieved:
+    """Counted work over measured time: achieved FLOP/s and bandwidth, and how much of the peak that is.
+
+    ``flops`` and ``bytes`` are the report's totals (for the batch it was analysed with), ``seconds``
+    the measured median. With hardware in the report: ``compute_utilisation`` = achieved FLOP/s / peak,
+    ``bandwidth_utilisation`` = achieved bytes/s / bandwidth, ``efficiency`` = roofline time / measured.
+    """
+
+    seconds: float
+    flops: int
+    bytes: int
+    flops_per_s: float
+    bytes_per_s: float
+    peak_flops_per_s: float | None = None
+    bandwidth_bytes_per_s: float | None = None
+    roofline_seconds: float | None = None
+
+    @property
+    def compute_utilisation(self) -> float | None:
+        return self.flops_per_s / self.peak_flops_per_s if self.peak_flops_per_s else None
+
+    @property
+    def bandwidth_utilisation(self) -> float | None:
+        return self.bytes_per_s / self.bandwidth_bytes_per_s if self.bandwidth_bytes_per_s else None
+
+    @property
+    def efficiency(self) -> float | None:
+        if self.roofline_seconds is None or self.seconds <= 0:
+            return None
+        return self.roofline_seconds / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "flops": self.flops,
+            "bytes": self.bytes,
+            "flops_per_s": self.flops_per_s,
+            "bytes_per_s": self.bytes_per_s,
+            "peak_flops_per_s": self.peak_flops_per_s,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "compute_utilisation": self.compute_utilisation,
+            "bandwidth_utilisation": self.bandwidth_utilisation,
+            "roofline_seconds": self.roofline_seconds,
+            "efficiency": self.efficiency,
+        }
+
+
+def achieved(measurement: Measurement, report: Report) -> Achieved:
+    """The report's FLOPs and bytes over the measured median; utilisation when the report has hardware.
+
+    The report must have been analysed at the measured batch size (its first input's first dimension).
+    """
+    if report.inputs and report.inputs[0].shape:
+        analysed = report.inputs[0].shape[0]
+        if analysed != measurement.batch_size:
+            raise InputError(
+                f"the report was analysed at batch size {analysed} but the measurement ran batch size "
+                f"{measurement.batch_size}; analyse and measure the same input"
+            )
+    total = report.total()
+    seconds = measurement.median_seconds
+    peak = bandwidth = roof = None
+    if report.hardware is not None:
+        roofline = report.roofline
+        peak, bandwidth, roof = roofline.peak_flops_per_s, roofline.bandwidth_bytes_per_s, roofline.total_seconds
+    return Achieved(
+        seconds=seconds,
+        flops=total.flops,
+        bytes=total.bytes,
+        flops_per_s=total.flops / seconds if seconds > 0 else 0.0,
+        bytes_per_s=total.bytes / seconds if seconds > 0 else 0.0,
+        peak_flops_per_s=peak,
+        bandwidth_bytes_per_s=bandwidth,
+        roofline_seconds=roof,
+    )
+
+
+# ---- timing a callable -----------------------------------------------------------------------------
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    iters: int,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> tuple[float, ...]:
+    """Seconds per call of ``fn()``, one sample per call, after ``max(warmup, 1)`` untimed calls.
+
+    At least ``iters`` samples; with ``min_seconds``, more until the samples sum to ``min_seconds``;
+    ``max_seconds`` stops both warm-up and timing once this much wall time has passed since the call
+    began (one warm-up call and one sample are always made). ``device`` picks the clock (see the
+    module docstring).
+    """
+    warmup = _count(warmup, "warmup", minimum=0)
+    iters = _count(iters, "iters", minimum=1)
+    min_seconds = _seconds(min_seconds, "min_seconds")
+    max_seconds = _seconds(max_seconds, "max_seconds")
+    kind = _device(device).type
+    report = progress or (lambda phase, done, total: None)
+    begun = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return max_seconds is not None and time.perf_counter() - begun >= max_seconds
+
+    warmup_calls = max(1, warmup)
+    for k in range(warmup_calls):
+        fn()
+        report("warmup", k + 1, warmup_calls)
+        if out_of_time():
+            break
+    _synchronize(kind)
+
+    one = _timer(kind)
+    samples: list[float] = []
+    total = 0.0
+    while True:
+        sample = one(fn)
+        samples.append(sample)
+        total += sample
+        target = iters
+        if min_seconds is not None and total < min_seconds:
+            target = max(iters, math.ceil(min_seconds * len(samples) / total) if total > 0 else len(samples) + 1)
+        report("timing", len(samples), max(target, len(samples)))
+        if len(samples) >= iters and (min_seconds is None or total >= min_seconds):
+            break
+        if out_of_time():
+            break
+    return tuple(samples)
+
+
+def _timer(kind: str) -> Callable[[Callable[[], Any]], float]:
+    if kind == "cuda":
+
+        def cuda(fn: Callable[[], Any]) -> float:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3  # milliseconds -> seconds
+
+        return cuda
+    if kind == "mps":
+
+        def mps(fn: Callable[[], Any]) -> float:
+            torch.mps.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.mps.synchronize()
+            return time.perf_counter() - t0
+
+        return mps
+
+    def cpu(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return cpu
+
+
+def _synchronize(kind: str) -> None:
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+# ---- measuring a model -----------------------------------------------------------------------------
+
+
+def measure(
+    model: torch.nn.Module,
+    inputs: Any = None,
+    *,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    threads: int | None = None,
+    warmup: int = 10,
+    iters: int = 50,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> Measurement:
+    """Time ``model``'s forward pass on real tensors: median, p90, p99, mean, std and throughput.
+
+    ``inputs`` as for :func:`rooflens.analyze` (a tensor, a tuple/list of positional arguments, a dict of
+    keyword arguments), or ``input_size``: shape(s) of random inputs. ``device``: "cpu", "cuda[:n]" or
+    "mps"; ``dtype``: run floating-point parameters, buffers and inputs in this dtype; ``threads``:
+    torch's intra-op threads for the duration (restored afterwards). The batch size is the first
+    dimension of the first input tensor. Runs under ``torch.inference_mode()`` in the model's own
+    training mode; the model itself is left unchanged (see the module docstring).
+    """
+    dev = _device(device)
+    dt = _dtype(dtype)
+    _check_options(warmup, iters, min_seconds, max_seconds)
+    _check_model(model)
+    with _threads(threads), _prepared(model, dev, dt) as runnable:
+        args, kwargs = _real_inputs(inputs, input_size, dev, dt)
+        return _measure_prepared(runnable, args, kwargs, dev, dt, warmup, iters, min_seconds, max_seconds, progress)
+
+
+def sweep(
+    model: torch.nn.Module,
+    *,
+    batch_sizes: Sequence[int],
+    input_size_per_sample: Sequence[int] | Sequence[Sequence[int]],
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    threads: int | None = None,
+    warmup: int = 10,
+    iters: int = 50,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> list[Measurement]:
+    """Throughput against batch size: one :class:`Measurement` per entry of ``batch_sizes``.
+
+    ``input_size_per_sample``: the shape of one sample without the batch dimension, e.g. ``(3, 224, 224)``,
+    or a list of such shapes, one per positional input; each batch size ``b`` runs inputs of shape
+    ``(b, *shape)``. ``max_seconds`` caps each batch size. The model is prepared (copied/moved) once.
+    """
+    sizes = [_count(b, "batch size", minimum=1) for b in batch_sizes]
+    if not sizes:
+        raise InputError("batch_sizes is empty; give e.g. [1, 8, 32]")
+    per_sample = _per_sample_shapes(input_size_per_sample)
+    dev = _device(device)
+    dt = _dtype(dtype)
+    _check_options(warmup, iters, min_seconds, max_seconds)
+    _check_model(model)
+    out: list[Measurement] = []
+    with _threads(threads), _prepared(model, dev, dt) as runnable:
+        for b in sizes:
+            phase_progress = None
+            if progress is not None:
+
+                def phase_progress(phase: str, done: int, total: int, b: int = b, tell: Progress = progress) -> None:
+                    tell(f"batch {b}: {phase}", done, total)
+
+            args, kwargs = _real_inputs(None, [(b, *s) for s in per_sample], dev, dt)
+            out.append(
+                _measure_prepared(
+                    runnable, args, kwargs, dev, dt, warmup, iters, min_seconds, max_seconds, phase_progress
+                )
+            )
+    return out
+
+
+def _measure_prepared(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    dev: torch.device,
+    dt: torch.dtype | None,
+    warmup: int,
+    iters: int,
+    min_seconds: float | None,
+    max_seconds: float | None,
+    progress: Progress | None,
+) -> Measurement:
+    def forward() -> Any:
+        return model(*args, **kwargs)
+
+    try:
+        with torch.inference_mode():
+            samples = time_callable(
+                forward, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
+                device=dev, progress=progress,
+            )
+    except (InputError, ModelError):
+        raise
+    except Exception as e:
+        raise ModelError(f"the model raised {type(e).__name__} while being measured: {e}") from e
+    return Measurement(
+        samples_seconds=samples,
+        batch_size=batch_size_of(args, kwargs),
+        device=str(dev),
+        dtype=_run_dtype(model, dt),
+        threads=torch.get_num_threads(),
+        warmup=max(1, warmup),
+    )
+
+
+def batch_size_of(args: Any, kwargs: Any = None) -> int:
+    """The first dimension of the first input tensor (1 when there is none or it is a scalar)."""
+    for leaf in tree_leaves((args, kwargs or {})):
+        if isinstance(leaf, torch.Tensor):
+            return int(leaf.shape[0]) if leaf.dim() > 0 else 1
+    return 1
+
+
+# ---- shared helpers (also used by rooflens.measurement.profile) ----------------------------------------
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.device.type == "meta":
+            raise InputError(
+                f"the model is on the meta device ({name!r} has no values); measurement needs real weights: "
+                "build the model on the CPU (rooflens.zoo.load_model(spec, meta=False), or without "
+                "device='meta') and measure that"
+            )
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'mps'") from None
+    if dev.type not in SUPPORTED_DEVICES:
+        raise InputError(f"device={device!r}: measurement supports {', '.join(SUPPORTED_DEVICES)}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device={device!r}: CUDA is not available on this machine")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"device={device!r}: MPS is not available on this machine")
+    return dev
+
+
+def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    if value is None:
+        return None
+    dt = value if isinstance(value, torch.dtype) else getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+        raise InputError(f"dtype={value!r} is not a floating-point torch dtype (try 'float32', 'float16', 'bfloat16')")
+    return dt
+
+
+def _check_options(warmup: Any, iters: Any, min_seconds: Any, max_seconds: Any) -> None:
+    _count(warmup, "warmup", minimum=0)
+    _count(iters, "iters", minimum=1)
+    _seconds(min_seconds, "min_seconds")
+    _seconds(max_seconds, "max_seconds")
+
+
+def _count(value: Any, what: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{what}={value!r} must be a whole number >= {minimum}")
+    return value
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise InputError(f"{what}={value!r} must be a positive number of seconds")
+    return float(value)
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    threads = _count(threads, "threads", minimum=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _state_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
+
+
+def _needs_copy(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> bool:
+    for t in _state_tensors(model):
+        if t.device != dev:
+            return True
+        if dt is not None and t.is_floating_point() and t.dtype != dt:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _prepared(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> Iterator[torch.nn.Module]:
+    """The model to run: a moved deep copy when device or dtype differ, else the model itself.
+
+    Either way the user's model ends as it began: ``training`` flags are put back and, when the model
+    itself runs, so are the values of its buffers (a forward in training mode updates BatchNorm's).
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    if _needs_copy(model, dev, dt):
+        try:
+            runnable = copy.deepcopy(model)
+        except Exception as e:
+            raise InputError(
+                f"the model has to move to {dev} / {dt} for measurement but cannot be copied "
+                f"({type(e).__name__}: {e}); move it yourself and measure it there"
+            ) from e
+        try:
+            runnable.to(device=dev, dtype=dt) if dt is not None else runnable.to(device=dev)
+            yield runnable
+        finally:
+            for m, training in flags:
+                m.training = training
+        return
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
+        with torch.inference_mode():
+            for b, value in saved:
+                if b.shape != value.shape or not torch.equal(b, value):
+                    b.copy_(value)
+
+
+def _real_inputs(
+    inputs: Any, input_size: Any, dev: torch.device, dt: torch.dtype | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Real tensors on ``dev`` (floating ones in ``dt`` when given); shapes become random tensors."""
+    from rooflens.api import _inputs  # the same input rules as analyze()
+
+    args, kwargs = _inputs(inputs, input_size, dt or torch.float32)
+
+    def real(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if t.device.type == "meta":
+            if input_size is None:
+                raise InputError("an input tensor is on the meta device; measurement needs real input values")
+            if t.is_floating_point():
+                return torch.rand(t.shape, dtype=t.dtype, device=dev)
+            return torch.zeros(t.shape, dtype=t.dtype, device=dev)
+        target = dt if dt is not None and t.is_floating_point() else t.dtype
+        return t.to(device=dev, dtype=target)
+
+    return tree_map(real, args), tree_map(real, kwargs)
+
+
+def _per_sample_shapes(size: Any) -> list[tuple[int, ...]]:
+    sizes = list(size)
+    nested = [s for s in sizes if isinstance(s, (tuple, list, torch.Size))]
+    if nested and len(nested) != len(sizes):
+        raise InputError(f"input_size_per_sample {size!r} mixes shapes and numbers")
+    shapes = [tuple(s) for s in sizes] if nested else [tuple(sizes)]
+    for shape in shapes:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise InputError(f"input_size_per_sample {shape!r} must be positive integers, e.g. (3, 224, 224)")
+    return shapes
+
+
+def _run_dtype(model: torch.nn.Module, dt: torch.dtype | None) -> str | None:
+    if dt is not None:
+        return str(dt).removeprefix("torch.")
+    for t in _state_tensors(model):
+        if t.is_floating_point():
+            return str(t.dtype).removeprefix("torch.")
+    return None
