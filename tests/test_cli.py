@@ -348,3 +348,30 @@ def test_bench_errors(capsys, model_file):
     assert_one_line_error(*run(capsys, "bench", f"{model_file}:Net")[::2], "give its input shape with --input-size")
     code, _, err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "0")
     assert code == 2 and "positive" in err
+
+
+# ---- memory --------------------------------------------------------------------------------------------
+
+
+def test_memory_inference_and_training(capsys, model_file):
+    code, out, err = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,32,32")
+    assert code == 0, err
+    # peak at relu: input 3*32*32*4 = 12,288 + conv output 8*32*32*4 = 32,768 + relu output 32,768 = 77,824 B
+    assert "Peak:        77.82 KB of live tensors at relu (aten.relu)" in out
+    assert "Forward/backward pass size" in out and "MiB" in out
+    code, out, err = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,32,32", "--batch", "4", "--train",
+                         "--optimizer", "adam", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    params = 8 * 3 * 3 * 3 + 8 + 8 * 10 + 10  # conv 224 + fc 90 = 314
+    assert data["optimizer_state_bytes"] == 2 * params * 4  # Adam: two fp32 numbers per parameter
+    assert data["gradient_bytes"] == params * 4
+    assert data["inputs_bytes"] == 4 * 3 * 32 * 32 * 4  # batch 4
+
+
+def test_memory_errors_and_profile_summary(capsys, model_file):
+    assert_one_line_error(*run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,8,8", "--checkpoint", "conv")[::2],
+                          "add --train")
+    code, out, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--summary", "--width", "120")
+    assert code == 0, err
+    assert "Estimated total size" in out and "Peak from the timeline" in out

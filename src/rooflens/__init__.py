@@ -1,6 +1,7 @@
 """rooflens: what a neural network costs and why."""
 
 from rooflens import hardware
+from rooflens.analysis.memory import MemoryReport, memory
 from rooflens.api import analyze
 from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
 from rooflens.hardware import HardwareSpec, Precision
@@ -13,6 +14,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Convention", "Cost", "HardwareError", "HardwareSpec", "InputError", "ModelError", "ModuleNode", "OpRecord",
-    "Measurement", "ParamStats", "Precision", "Report", "RooflensError", "SpecError", "TensorMeta", "__version__",
-    "analyze", "count_parameters", "hardware", "measure", "model_size_bytes",
+    "Measurement", "MemoryReport", "ParamStats", "Precision", "Report", "RooflensError", "SpecError", "TensorMeta", "__version__",
+    "analyze", "count_parameters", "hardware", "measure", "memory", "model_size_bytes",
 ]

@@ -8,6 +8,8 @@
                            [... the options of profile]
     rooflens bench MODEL [--batch 1,8,32] [--device cpu] [--threads N] [--warmup 10] [--iters 50]
                          [--per-op] [--hw ID|FILE.toml|this] [--precision fp16] [--depth N] [-f ...]
+    rooflens memory MODEL [--batch N] [--train --optimizer adamw] [--precision fp16|bf16|mixed]
+                          [--checkpoint PATH ...] [--weight-bits B] [--act-bits B] [-f table|json]
     rooflens hw list [--kind gpu] [--precision fp16] [--format table|json|csv|markdown]
     rooflens hw show ID|FILE.toml [--format text|json|toml]
 
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(sub)
     _add_roofline(sub)
     _add_bench(sub)
+    _add_memory(sub)
     _add_hw(sub)
     return parser
 
@@ -146,6 +149,9 @@ def _add_profile(sub: Any) -> None:
     )
     _add_model_options(p)
     _add_output_options(p)
+    p.add_argument("--summary", action="store_true",
+                   help="add the torchsummary-style memory footer (input, forward/backward pass, params, total) "
+                   "and the peak of the live-memory timeline")
     p.set_defaults(func=cmd_profile)
 
 
@@ -238,6 +244,33 @@ def _add_bench(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _add_memory(sub: Any) -> None:
+    p = sub.add_parser(
+        "memory",
+        help="peak memory of inference or of a training step (live-tensor timeline on fake tensors)",
+        description="Track every tensor of one forward pass (or training step) on fake tensors: the peak of "
+        "live memory, the operator and module where it occurs, weights, #activations; with --train the saved "
+        "activations, gradients, optimizer state and the peak of the step. Also the torchsummary figures.",
+    )
+    _add_model_options(p)
+    p.add_argument("--batch", "-b", type=_positive, default=None, help="batch size (replaces the input's first dimension)")
+    p.add_argument("--train", action="store_true", help="a training step: forward, backward and optimizer step")
+    p.add_argument("--optimizer", choices=("sgd", "sgd-momentum", "adam", "adamw"), default=None,
+                   help="optimizer of the training step (default with --train: sgd)")
+    p.add_argument("--precision", "-p", choices=("fp32", "fp16", "bf16", "mixed"), default=None,
+                   help="fp16/bf16: the model and activations in that dtype; mixed: 16-bit weights and activations "
+                   "with fp32 master weights (training)")
+    p.add_argument("--checkpoint", action="append", metavar="MODULE", default=[],
+                   help="activation checkpointing on this module path (repeat it); with --train")
+    p.add_argument("--weight-bits", type=_bits, default=None, metavar="BITS", help="bits per weight element in memory")
+    p.add_argument("--act-bits", type=_bits, default=None, metavar="BITS", help="bits per activation element in memory")
+    p.add_argument("--format", "-f", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--width", type=_width, default=None, help="width (default: the terminal's)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_memory)
+
+
 def _add_hw(sub: Any) -> None:
     hw = sub.add_parser("hw", help="the hardware catalogue", description="The hardware catalogue: dense peaks "
                         "per precision, memory bandwidth and size, ridge points and sources.")
@@ -309,8 +342,62 @@ def _to_terminal(args: argparse.Namespace) -> bool:
     return args.output is None and getattr(args, "width", None) is None and sys.stdout.isatty()
 
 
+def _model_and_inputs(args: argparse.Namespace, batch: int | None = None) -> tuple[Any, dict[str, Any], str]:
+    """The model of MODEL and its inputs as keyword arguments (``input_size=`` or ``inputs=``)."""
+    from rooflens.zoo import load_model
+
+    model, example, name = load_model(args.model, meta=args.meta)
+    if args.input_size:
+        shapes = [list(s) for s in args.input_size]
+    elif example is not None and example.input_size is not None:
+        shapes = [list(s) for s in example.input_size]
+    elif example is not None:
+        if batch is not None:
+            raise InputError(f"--batch needs --input-size for {args.model}")
+        return model, example.as_kwargs(), name
+    else:
+        raise InputError(
+            f"rooflens does not know what {args.model} takes; give its input shape with --input-size, "
+            "e.g. --input-size 1,3,224,224 (once per positional input)"
+        )
+    if batch is not None:
+        shapes = [[batch, *s[1:]] for s in shapes]
+    return model, {"input_size": shapes}, name
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
-    _write_report(_analyze(args), args)
+    report = _analyze(args)
+    _write_report(report, args)
+    if args.summary:
+        from rooflens.analysis.memory import memory
+
+        model, source, _ = _model_and_inputs(args)
+        mem = memory(model, dtype=args.dtype, **source)
+        text = "\nMemory (torchsummary's figures, 4 bytes a number; the timeline's peak at the analysed widths):\n"
+        _emit(text + str(mem.summary()) + "\n", args.output, append=True)
+    return EXIT_OK
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from rooflens.analysis.memory import memory
+    from rooflens.report import formats
+
+    if args.checkpoint and not args.train:
+        raise InputError("--checkpoint applies to a training step: add --train")
+    if args.precision == "mixed" and not args.train:
+        raise InputError("--precision mixed (fp32 master weights) applies to a training step: add --train")
+    model, source, name = _model_and_inputs(args, args.batch)
+    dtype = {"fp16": "float16", "bf16": "bfloat16", "mixed": "float16"}.get(args.precision or "", args.dtype)
+    mem = memory(model, dtype=dtype, train=args.train, optimizer=(args.optimizer or "sgd") if args.train else None,
+                 mixed_precision=args.precision == "mixed", checkpoint=tuple(args.checkpoint),
+                 weight_bits=args.weight_bits, act_bits=args.act_bits, name=name, **source)
+    if args.format == "json":
+        data = mem.as_dict()
+        _emit(json.dumps(data, indent=2) + "\n", args.output)
+        return EXIT_OK
+    from rooflens.report.terminal import label_grid
+
+    _emit_items([label_grid(formats.memory_lines(mem)), "", *mem.summary().lines(), "", formats.MEMORY_NOTE], args)
     return EXIT_OK
 
 
@@ -579,13 +666,13 @@ def cmd_hw_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _emit(text: str, output: str | None) -> None:
+def _emit(text: str, output: str | None, *, append: bool = False) -> None:
     if output is None or output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     try:
-        with open(output, "w", encoding="utf-8", newline="") as f:
+        with open(output, "a" if append else "w", encoding="utf-8", newline="") as f:
             f.write(text)
     except OSError as e:
         raise InputError(f"cannot write {output!r}: {e.strerror or e}") from None

@@ -724,3 +724,37 @@ def profile_note(profile: Any) -> str:
     if views:
         text += f"; {len(views)} view operators (not analysed: they move no data)"
     return text
+
+
+# ---- memory -----------------------------------------------------------------------------------------
+
+MEMORY_NOTE = (
+    "Peak: live inputs, activations and outputs at the worst moment of the timeline (views and in-place "
+    "results add nothing; a tensor is freed when its last reference goes), weights not included; allocator "
+    "rounding and kernels' internal workspace are not modelled. torchsummary's figures assume 4 bytes a "
+    "number and a copy of every module output for its gradient."
+)
+
+
+def memory_lines(mem: Any, byte_unit: ByteUnit = ByteUnit.SI) -> list[tuple[str, str]]:
+    """``(label, text)`` pairs of a MemoryReport: the peak and where, the parts, the training step."""
+    b = lambda n: nbytes(n, byte_unit)  # noqa: E731
+    lines = [
+        ("Model", mem.model),
+        ("Peak", f"{b(mem.peak_bytes)} of live tensors at {mem.peak_at or '<root>'} ({mem.peak_op}); "
+                 f"{b(mem.total_peak_bytes)} with {'weights, gradients and optimizer state' if mem.train else 'weights and buffers'}"),
+        ("Weights", f"{b(mem.weights_bytes)} · buffers {b(mem.buffers_bytes)}"),
+        ("Activations", f"{b(mem.activations_bytes)} allocated in all · {count(mem.activation_elements)} elements "
+                        f"(#activations) · inputs {b(mem.inputs_bytes)} · outputs {b(mem.outputs_bytes)}"),
+    ]
+    if mem.train:
+        lines += [
+            ("Training step", f"optimizer {mem.optimizer}{' (mixed precision, fp32 master weights)' if mem.mixed_precision else ''}: "
+                              f"saved activations {b(mem.saved_activation_bytes or 0)} · gradients {b(mem.gradient_bytes or 0)} · "
+                              f"optimizer state {b(mem.optimizer_state_bytes or 0)} · master weights {b(mem.master_weights_bytes or 0)}"),
+        ]
+        if mem.checkpointed:
+            lines.append(("Checkpointed", f"{', '.join(mem.checkpointed)}: recompute {si(mem.recompute_flops or 0)} FLOPs"))
+    if mem.diagnostics:
+        lines.append(("Diagnostics", "; ".join(mem.diagnostics)))
+    return lines
