@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -375,3 +376,73 @@ def test_memory_errors_and_profile_summary(capsys, model_file):
     code, out, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--summary", "--width", "120")
     assert code == 0, err
     assert "Estimated total size" in out and "Peak from the timeline" in out
+
+
+# ---- hw bench and calibrated predictions -------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_benchmark(monkeypatch):
+    """`rooflens hw bench` without the minute of measuring: benchmark() returns the hand-built device of
+    test_calibrated and records how it was called (the real run is tested in test_microbench)."""
+    from test_calibrated import make_spec
+
+    from rooflens.hardware import microbench
+
+    calls = []
+
+    def fake(**options):
+        calls.append(options)
+        options["progress"]("gemm fp32", 0.5)
+        return make_spec()
+
+    monkeypatch.setattr(microbench, "benchmark", fake)
+    return calls
+
+
+def test_hw_bench_saves_a_device_that_roofline_calibrated_reads(capsys, model_file, tmp_path, fake_benchmark):
+    saved = tmp_path / "this.toml"
+    code, out, err = run(capsys, "hw", "bench", "--quick", "--threads", "1", "--dtypes", "fp32,bf16",
+                         "--save", str(saved))
+    assert code == 0, err
+    assert fake_benchmark[0]["quick"] is True and fake_benchmark[0]["threads"] == 1
+    assert fake_benchmark[0]["dtypes"] == ["fp32", "bf16"] and fake_benchmark[0]["device"] == "cpu"
+    assert "Kind:" in out and "measured" in out and "Peak fp32:" in out and "100.00 GFLOP/s" in out
+    assert "op_overhead_seconds:" in out and "2.00 µs" in out
+    assert "micro-benchmark points: gemm_fp32 (2), gemv_fp32 (2), relu__fp32 (2), add_fp32 (2)" in out
+    assert f"wrote {saved}" in err
+
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", str(saved),
+                         "--calibrated", "--width", "200")
+    assert code == 0, err
+    assert "Roofline time:" in out and "Calibrated time:" in out and "Calibrated parts:" in out
+    header = next(line for line in out.splitlines() if line.startswith("Module"))
+    assert "Time" in header and "Calibrated" in header
+
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", str(saved),
+                         "--calibrated", "-f", "json")
+    data = json.loads(out)
+    assert data["calibrated"]["total_seconds"] > data["roofline"]["total"]["seconds"] > 0
+    # with a datasheet device beside it: one row each, the calibrated column filled where it can be
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", f"{saved},a4000",
+                         "--width", "200")
+    assert code == 0, err
+    assert "Calibrated" in out
+    row = next(line for line in out.splitlines() if line.startswith("a4000 "))
+    assert re.search(r"s +- +[\d.]+%", row), row  # roofline time, no calibrated time, memory-bound share
+
+
+def test_hw_bench_formats(capsys, fake_benchmark):
+    code, out, err = run(capsys, "hw", "bench", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["kind"] == "measured" and data["peak_flops_per_s"] == {"fp32": 100e9}
+    code, out, err = run(capsys, "hw", "bench", "-f", "toml")
+    assert code == 0 and out.startswith("[[device]]") and 'kind = "measured"' in out
+
+
+def test_calibrated_needs_a_measured_device(capsys, model_file):
+    code, _, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", "a4000", "--calibrated")
+    assert_one_line_error(code, err, "NVIDIA RTX A4000 (a4000) has no micro-benchmark curves", "rooflens hw bench")
+    code, _, err = run(capsys, "hw", "bench", "--threads", "0")
+    assert code == 2 and "--threads" in err

@@ -184,6 +184,9 @@ def _add_roofline(sub: Any) -> None:
                    help="memory bandwidth in bytes/s with an SI suffix (448G); with one --hw device: replaces "
                    "its bandwidth; with several: the bandwidth of those whose bandwidth is unpublished")
     _add_precision_options(p)
+    p.add_argument("--calibrated", action="store_true",
+                   help="require the calibrated latency estimate beside the roofline (devices measured by "
+                   "`rooflens hw bench --save FILE`; it is shown for them anyway): an error for a datasheet device")
     p.add_argument("--plot", metavar="FILE",
                    help="draw the roofline to FILE (.png, .svg or .pdf); with several devices one file each, "
                    "named FILE-<device>.png")
@@ -294,6 +297,23 @@ def _add_hw(sub: Any) -> None:
     show.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     show.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     show.set_defaults(func=cmd_hw_show)
+    bench = hw_sub.add_parser(
+        "bench", help="measure this machine (peaks, bandwidth, overheads) as a device",
+        description="Micro-benchmarks of this machine: peak FLOP/s per dtype from a GEMM sweep, memory bandwidth "
+        "from copy and triad beyond the last-level cache, the framework's per-operator overhead, and the "
+        "efficiency curves of convolutions and operator families that calibrated predictions read "
+        "(`rooflens roofline MODEL --hw FILE --calibrated`). Run it on an otherwise idle machine.")
+    bench.add_argument("--quick", action="store_true", help="fewer sizes and repetitions (under 30 s on 2 cores)")
+    bench.add_argument("--save", metavar="FILE.toml", help="write the measured device to this TOML file")
+    bench.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    bench.add_argument("--threads", type=_positive, default=None, help="torch's CPU threads during the run")
+    bench.add_argument("--dtypes", metavar="fp32,bf16,...", default=None,
+                       help="GEMM dtypes to try (default fp32, fp64, bf16, fp16; fp32 always; emulated ones are left out)")
+    bench.add_argument("--format", "-f", choices=("text", "json", "toml"), default="text",
+                       help="text (default), json (base units) or toml (the catalogue's format)")
+    bench.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    bench.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    bench.set_defaults(func=cmd_hw_bench)
 
 
 # ---- commands ---------------------------------------------------------------------------------------
@@ -436,6 +456,11 @@ def _devices(args: argparse.Namespace) -> list[HardwareSpec]:
 
 def cmd_roofline(args: argparse.Namespace) -> int:
     specs = _devices(args)
+    if args.calibrated:
+        from rooflens.analysis.calibrated import calibrate
+
+        for s in specs:
+            calibrate(s)  # raises, naming the device, when it has no micro-benchmark curves
     report = _analyze(args, hardware=specs[0], precision=args.precision, weight_bits=args.weight_bits,
                       act_bits=args.act_bits)
     reports = [report] + [report.with_hardware(s) for s in specs[1:]]
@@ -460,6 +485,7 @@ def _write_comparison(reports: list[Report], args: argparse.Namespace) -> None:
     from rooflens.report import formats
 
     rows = formats.comparison_rows(reports)
+    columns = formats.comparison_columns(reports)
     if args.format == "json":
         data = {"model": reports[0].model, "precision": reports[0].precision.value,
                 "devices": formats.comparison_records(reports)}
@@ -470,13 +496,15 @@ def _write_comparison(reports: list[Report], args: argparse.Namespace) -> None:
         _emit(formats.grid_csv(list(records[0]), [[_csv_value(v) for v in r.values()] for r in records]), args.output)
         return
     title = f"{reports[0].model}: roofline time per device (a lower bound for an eager run)"
+    if columns != formats.COMPARE_COLUMNS:
+        title += "; calibrated: an estimate for the measured devices"
     notes = [f"{r.roofline.hardware.id}: {n}" for r in reports for n in r.roofline.notes]
     if args.format == "markdown":
-        text = f"## {title}\n\n" + formats.grid_markdown(formats.COMPARE_COLUMNS, rows, formats.COMPARE_NUMERIC)
+        text = f"## {title}\n\n" + formats.grid_markdown(columns, rows, formats.COMPARE_NUMERIC)
         text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
         _emit(text, args.output)
         return
-    _emit_items([_table(formats.COMPARE_COLUMNS, rows, formats.COMPARE_NUMERIC, title), *notes], args)
+    _emit_items([_table(columns, rows, formats.COMPARE_NUMERIC, title), *notes], args)
 
 
 def _csv_value(value: Any) -> Any:
@@ -544,17 +572,22 @@ def _bench_device(args: argparse.Namespace) -> HardwareSpec | None:
     if not args.hw:
         return None
     if args.hw == "this":
-        from rooflens.hardware.microbench import benchmark
-
-        bar = _ProgressBar("measuring this machine")
-        try:
-            return benchmark(device=args.device, quick=True, threads=args.threads, progress=lambda s, f: bar(s, int(100 * f), 100))
-        finally:
-            bar.close()
+        return _measure_machine(device=args.device, quick=True, threads=args.threads)
     from rooflens.hardware import get, load_file
 
     is_file = args.hw.endswith(".toml") or os.path.isfile(args.hw)
     return load_file(args.hw)[0] if is_file else get(args.hw)
+
+
+def _measure_machine(**options: Any) -> HardwareSpec:
+    """rooflens.hardware.benchmark with a progress bar on standard error."""
+    from rooflens.hardware.microbench import benchmark
+
+    bar = _ProgressBar("measuring this machine")
+    try:
+        return benchmark(progress=lambda stage, fraction: bar(stage, round(100 * fraction), 100), **options)
+    finally:
+        bar.close()
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -663,6 +696,26 @@ def cmd_hw_show(args: argparse.Namespace) -> int:
         for s in specs:
             items += [label_grid(formats.hardware_lines(s)), ""]
         _emit_items(items[:-1], args)
+    return EXIT_OK
+
+
+def cmd_hw_bench(args: argparse.Namespace) -> int:
+    from rooflens.report import formats
+
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
+    spec = _measure_machine(device=args.device, quick=args.quick, threads=args.threads, dtypes=dtypes)
+    if args.save:
+        _emit(spec.to_toml(), args.save)
+    if args.format == "json":
+        _emit(json.dumps(spec.as_dict(), indent=2) + "\n", args.output)
+    elif args.format == "toml":
+        _emit(spec.to_toml(), args.output)
+    else:
+        from rooflens.report.terminal import label_grid
+
+        use = args.save or "FILE.toml (--save)"
+        _emit_items([label_grid(formats.hardware_lines(spec)), "",
+                     f"Use it: rooflens roofline MODEL --hw {use} --calibrated"], args)
     return EXIT_OK
 
 

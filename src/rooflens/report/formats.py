@@ -37,7 +37,10 @@ ROOFLINE_COLUMNS = (
     "Module", "Type", "Params", "FLOPs", "Read", "Written", "FLOP/B", "I/Ridge", "Bound", "Mem%", "Time",
     "%Time", "Output shape",
 )
-NUMERIC_COLUMNS = frozenset({"Params", "MACs", "FLOPs", "Bwd FLOPs", "Read", "Written", "%MACs", "FLOP/B", "I/Ridge", "Mem%", "Time", "%Time"})
+NUMERIC_COLUMNS = frozenset({
+    "Params", "MACs", "FLOPs", "Bwd FLOPs", "Read", "Written", "%MACs", "FLOP/B", "I/Ridge", "Mem%", "Time", "%Time",
+    "Calibrated",
+})
 CSV_COLUMNS = (
     "path", "type", "depth", "calls", "params", "macs", "flops", "bytes_read", "bytes_written",
     "share_of_macs", "output_shape",
@@ -67,11 +70,16 @@ class ModuleRow:
     timing: Timing | None = None  # roofline times, when the report has hardware
     share_of_time: float | None = None  # of the model's roofline time
     ridge_point: float | None = None  # of the device, FLOP/B
+    calibrated_seconds: float | None = None  # calibrated estimate, when the device was measured
 
 
 def columns(report: Report) -> tuple[str, ...]:
-    """The table's columns: the roofline ones when the report has hardware; backward FLOPs when analysed."""
+    """The table's columns: the roofline ones when the report has hardware (with the calibrated estimate
+    when the device was measured); backward FLOPs when analysed."""
     cols = ROOFLINE_COLUMNS if report.hardware is not None else COLUMNS
+    if report.calibrated is not None:
+        i = cols.index("%Time") + 1
+        cols = (*cols[:i], "Calibrated", *cols[i:])
     if report.backward:
         i = cols.index("FLOPs") + 1
         cols = (*cols[:i], "Bwd FLOPs", *cols[i:])
@@ -126,6 +134,7 @@ def module_rows(report: Report, depth: int | None = None) -> list[ModuleRow]:
     ran = ran_modules(modules)
     total_macs = report.total().macs
     roof = report.roofline if report.hardware is not None else None
+    estimates = report.calibrated.by_module() if report.calibrated is not None else {}
     rows = []
     for path in visible:
         node = modules[path]
@@ -147,6 +156,7 @@ def module_rows(report: Report, depth: int | None = None) -> list[ModuleRow]:
                 timing=timing,
                 share_of_time=timing.seconds / roof.total_seconds if timing and roof and roof.total_seconds else None,
                 ridge_point=roof.ridge_point if roof is not None else None,
+                calibrated_seconds=estimates.get(path),
             )
         )
     return rows
@@ -210,6 +220,7 @@ def row_cells(row: ModuleRow, byte_unit: ByteUnit = ByteUnit.SI, cols: Sequence[
         "Mem%": share_text(t.memory_bound_share) if t is not None and t.seconds else "-",
         "Time": seconds_text(t.seconds) if t is not None else "-",
         "%Time": share_text(row.share_of_time),
+        "Calibrated": seconds_text(row.calibrated_seconds) if row.calibrated_seconds is not None else "-",
     }
     if not row.ran:
         cells = {k: (v if k in ("Module", "Type", "Params") else "-") for k, v in cells.items()}
@@ -365,6 +376,7 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         ),
         ("Model size", size),
         *roofline_lines(report, byte_unit),
+        *calibrated_lines(report),
         *measured_lines(report),
         ("Buffers", f"{count(p.buffers)} elements ({nbytes(p.buffer_bytes, byte_unit)})"),
         (UNSUPPORTED_LABEL, unsupported_text(report)),
@@ -412,6 +424,33 @@ def roofline_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tu
     ]
     if roof.notes:
         lines.append(("Roofline notes", "; ".join(roof.notes)))
+    return lines
+
+
+def calibrated_lines(report: Report) -> list[tuple[str, str]]:
+    """The calibrated estimate, when the device was measured: total, its parts, against the roofline."""
+    cal = report.calibrated
+    if cal is None:
+        return []
+    roof = report.roofline.total.seconds
+    ratio = f" = {cal.total_seconds / roof:.2f} x the roofline time" if roof else ""
+    kinds = ", ".join(f"{k} {100 * v / cal.total_seconds:.0f}%" for k, v in list(cal.by_kind().items())[:5])
+    extra = cal.calibration.hardware.extra
+    when = f" of {extra['date']}" if extra.get("date") else ""
+    lines = [
+        (
+            "Calibrated time",
+            f"{seconds_text(cal.total_seconds)}{ratio}: an estimate of an eager run, per operator max(FLOPs / "
+            f"(peak x efficiency), bytes / (bandwidth x efficiency)) + overhead, from the device's micro-benchmarks{when}",
+        ),
+        (
+            "Calibrated parts",
+            f"compute {seconds_text(cal.compute_seconds)} · memory {seconds_text(cal.memory_seconds)} · "
+            f"per-operator overhead {seconds_text(cal.overhead_seconds)} · by kind: {kinds or 'none'}",
+        ),
+    ]
+    if cal.notes:
+        lines.append(("Calibration notes", "; ".join(cal.notes)))
     return lines
 
 
@@ -469,6 +508,8 @@ def csv_records(report: Report, byte_unit: ByteUnit | None = None) -> list[dict[
                 memory_bound_share=round(t.memory_bound_share, 6),
                 share_of_time=round(row.share_of_time, 6) if row.share_of_time is not None else "",
             )
+        if row.calibrated_seconds is not None:
+            rec["calibrated_seconds"] = row.calibrated_seconds
         if byte_unit is not None:
             scale, suffix = (1e6, "MB") if byte_unit is ByteUnit.SI else (2**20, "MiB")
             rec = {
@@ -605,8 +646,18 @@ def hardware_lines(s: HardwareSpec, byte_unit: ByteUnit = ByteUnit.SI) -> list[t
     lines.append(("Source", s.source))
     if s.notes:
         lines.append(("Notes", s.notes))
+    curves = []
     for k, v in s.extra.items():
-        lines.append((k, str(v)))
+        if isinstance(v, list) and v and all(isinstance(row, list) for row in v):
+            curves.append(f"{k} ({len(v)})")  # a micro-benchmark curve: rows of numbers, see microbench.py
+        elif isinstance(v, float) and k.endswith("_seconds"):
+            lines.append((k, seconds_text(v)))
+        elif isinstance(v, float) and k.endswith("_bytes_per_s"):
+            lines.append((k, si(v, "B/s")))
+        else:
+            lines.append((k, str(v)))
+    if curves:
+        lines.append(("Curves", "micro-benchmark points: " + ", ".join(curves)))
     return lines
 
 
@@ -614,7 +665,17 @@ COMPARE_COLUMNS = (
     "Device", "Precision", "Peak", "Bandwidth", "Ridge", "Roofline time", "Memory-bound", "FLOP/B", "% of peak",
     "Weights fit",
 )
-COMPARE_NUMERIC = frozenset({"Peak", "Bandwidth", "Ridge", "Roofline time", "Memory-bound", "FLOP/B", "% of peak"})
+COMPARE_NUMERIC = frozenset({
+    "Peak", "Bandwidth", "Ridge", "Roofline time", "Calibrated", "Memory-bound", "FLOP/B", "% of peak",
+})
+
+
+def comparison_columns(reports: Sequence[Report]) -> tuple[str, ...]:
+    """:data:`COMPARE_COLUMNS`, with the calibrated estimate after the roofline time when a device was measured."""
+    if all(r.calibrated is None for r in reports):
+        return COMPARE_COLUMNS
+    i = COMPARE_COLUMNS.index("Roofline time") + 1
+    return (*COMPARE_COLUMNS[:i], "Calibrated", *COMPARE_COLUMNS[i:])
 
 
 def comparison_records(reports: Sequence[Report]) -> list[dict[str, Any]]:
@@ -633,6 +694,7 @@ def comparison_records(reports: Sequence[Report]) -> list[dict[str, Any]]:
             "bandwidth_bytes_per_s": roof.bandwidth_bytes_per_s,
             "ridge_point": roof.ridge_point,
             "roofline_seconds": t.seconds,
+            "calibrated_seconds": r.calibrated.total_seconds if r.calibrated is not None else None,
             "memory_bound_share": t.memory_bound_share,
             "intensity": t.intensity,
             "share_of_peak": t.flops_per_s / roof.peak_flops_per_s,
@@ -645,15 +707,18 @@ def comparison_records(reports: Sequence[Report]) -> list[dict[str, Any]]:
 
 
 def comparison_rows(reports: Sequence[Report]) -> list[list[str]]:
-    """:data:`COMPARE_COLUMNS` per device, as display strings."""
+    """:func:`comparison_columns` per device, as display strings."""
+    calibrated = comparison_columns(reports) != COMPARE_COLUMNS
     rows = []
     for rec in comparison_records(reports):
         used = rec["used_precision"]
         precision = used if used == rec["precision"] else f"{used} (for {rec['precision']})"
         fit = {None: "?", True: "yes", False: "NO"}[rec["weights_fit"]]
+        est = rec["calibrated_seconds"]
         rows.append([
             rec["device"], precision, si3(rec["peak_flops_per_s"]), si3(rec["bandwidth_bytes_per_s"], "B/s"),
             f"{rec['ridge_point']:.1f}", seconds_text(rec["roofline_seconds"]),
+            *([seconds_text(est) if est is not None else "-"] if calibrated else []),
             f"{100 * rec['memory_bound_share']:.1f}%", intensity_text(rec["intensity"]),
             f"{100 * rec['share_of_peak']:.1f}%", fit,
         ])

@@ -15,6 +15,7 @@ from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
 
 if TYPE_CHECKING:
+    from rooflens.analysis.calibrated import Prediction
     from rooflens.analysis.roofline import Roofline, Timing
     from rooflens.measurement import Achieved, Measurement
 
@@ -121,6 +122,19 @@ class Report:
         return self._cache["roofline"]  # type: ignore[no-any-return]
 
     @property
+    def calibrated(self) -> Prediction | None:
+        """The calibrated latency estimate on ``hardware`` (per operator, per module, total), when the
+        device was measured by ``rooflens hw bench`` / ``rooflens.hardware.benchmark()``; None for a
+        datasheet device. Unlike the roofline time, an estimate of an eager run, not a bound."""
+        if self.hardware is None:
+            return None
+        if "calibrated" not in self._cache:
+            from rooflens.analysis.calibrated import can_calibrate, predict
+
+            self._cache["calibrated"] = predict(self, self.hardware) if can_calibrate(self.hardware) else None
+        return self._cache["calibrated"]  # type: ignore[no-any-return]
+
+    @property
     def achieved(self) -> Achieved | None:
         """Counted FLOPs and bytes over the measured median: FLOP/s, bytes/s, utilisation of the device."""
         if self.measurement is None:
@@ -153,6 +167,8 @@ class Report:
         total = self.total()
         roof = self.roofline if self.hardware is not None else None
         timings = roof.by_module() if roof is not None else {}
+        cal = self.calibrated
+        estimates = cal.by_module() if cal is not None else {}
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -179,7 +195,7 @@ class Report:
                 "buffers": self.params.buffers,
                 "buffer_bytes": self.params.buffer_bytes,
             },
-            "modules": [_module_dict(n, timings.get(n.path)) for n in self.modules.values()],
+            "modules": [_module_dict(n, timings.get(n.path), estimates.get(n.path)) for n in self.modules.values()],
             "operators_summary": [
                 {"op": s.op, "calls": s.calls, "supported": s.supported, **s.cost.as_dict()}
                 for s in self.by_operator().values()
@@ -195,6 +211,8 @@ class Report:
                     {"op": o.op, "calls": o.calls, **o.timing.as_dict()} for o in roof.by_operator(self.records)
                 ],
             }
+        if cal is not None:
+            data["calibrated"] = cal.as_dict()
         if self.measurement is not None:
             data["measurement"] = self.measurement.as_dict(samples=False)
             data["achieved"] = self.achieved.as_dict() if self.achieved is not None else None
@@ -203,6 +221,9 @@ class Report:
             if roof is not None:
                 for item, t in zip(data["operators"], roof.ops, strict=True):
                     item["roofline"] = {"seconds": t.seconds, "bound": t.bound.value, "intensity": t.intensity}
+            if cal is not None:
+                for item, p in zip(data["operators"], cal.ops, strict=True):
+                    item["calibrated"] = p.as_dict()
         return data
 
     def to_json(self, *, indent: int | None = 2, operators: bool = True) -> str:
@@ -244,7 +265,7 @@ class Report:
         return to_markdown(self, depth, ByteUnit(byte_unit))
 
 
-def _module_dict(n: ModuleNode, timing: Timing | None) -> dict[str, Any]:
+def _module_dict(n: ModuleNode, timing: Timing | None, calibrated_seconds: float | None) -> dict[str, Any]:
     return {
         "path": n.path,
         "type": n.type_name,
@@ -257,4 +278,5 @@ def _module_dict(n: ModuleNode, timing: Timing | None) -> dict[str, Any]:
         "cumulative": n.cumulative.as_dict(),
         **({"cumulative_backward": n.cumulative_backward.as_dict()} if n.cumulative_backward != ZERO else {}),
         **({"roofline": timing.as_dict()} if timing is not None else {}),
+        **({"calibrated_seconds": calibrated_seconds} if calibrated_seconds is not None else {}),
     }
