@@ -48,6 +48,7 @@ from rooflens.capture.engine import (
     DATA_DEPENDENT,
     _convert,
     _is_meta,
+    _NeedsRealRun,
     _state,
     _target_dtype,
     _type_name,
@@ -503,12 +504,6 @@ class _Config:
     checkpoint: tuple[str, ...]
 
 
-class _NeedsRealRun(Exception):
-    def __init__(self, op: str, module: str, cause: BaseException) -> None:
-        super().__init__(op)
-        self.op, self.module, self.cause = op, module, cause
-
-
 def _analyse(
     model: torch.nn.Module,
     args: tuple[Any, ...],
@@ -526,17 +521,8 @@ def _analyse(
     try:
         return _run(model, state, kinds, args, kwargs, config, device, real=False, name=name)
     except _NeedsRealRun as need:
-        if any(_is_meta(t) for t in state.values()):
-            raise ModelError(
-                f"{need.op} (in module {need.module or '<root>'!r}) depends on tensor values, which a model on "
-                "the meta device does not have; build the model with real weights so that rooflens can fall "
-                "back to a real run"
-            ) from need.cause
+        note = need.fallback_note(state, device)
         report = _run(model, state, kinds, args, kwargs, config, device, real=True, name=name)
-        note = (
-            f"fake execution stopped at {need.op} in module {need.module or '<root>'!r}, whose output depends on "
-            f"tensor values; the model was run on real tensors on the {device.type.upper()} instead"
-        )
         return _replace(report, diagnostics=(note, *report.diagnostics))
 
 

@@ -301,18 +301,9 @@ def run_capture(
     try:
         return _fake_run(model, state, kinds, args, kwargs, options, dtype, device)
     except _NeedsRealRun as need:
-        if any(_is_meta(t) for t in state.values()):
-            raise ModelError(
-                f"{need.op} (in module {need.module or '<root>'!r}) depends on tensor values, which a model "
-                "on the meta device does not have; build the model with real weights (on the CPU) so that "
-                "rooflens can fall back to a real run"
-            ) from need.cause
+        note = need.fallback_note(state, device)
         capture = _real_run(model, state, kinds, args, kwargs, options, dtype, device)
-        capture.diagnostics.insert(
-            0,
-            f"fake execution stopped at {need.op} in module {need.module or '<root>'!r}, whose output depends "
-            f"on tensor values; the model was run on real tensors on the {device.type.upper()} instead",
-        )
+        capture.diagnostics.insert(0, note)
         return capture
 
 
@@ -320,6 +311,17 @@ class _NeedsRealRun(Exception):
     def __init__(self, op: str, module: str, cause: BaseException) -> None:
         super().__init__(op)
         self.op, self.module, self.cause = op, module, cause
+
+    def fallback_note(self, state: dict[str, torch.Tensor], device: torch.device) -> str:
+        """The diagnostic of a fall-back to a real run; raises ModelError when the model is on meta."""
+        where = f"{self.op} (in module {self.module or '<root>'!r})"
+        if any(_is_meta(t) for t in state.values()):
+            raise ModelError(
+                f"{where} depends on tensor values, which a model on the meta device does not have; build the "
+                "model with real weights (on the CPU) so that rooflens can fall back to a real run"
+            ) from self.cause
+        return (f"fake execution stopped at {self.op} in module {self.module or '<root>'!r}, whose output depends "
+                f"on tensor values; the model was run on real tensors on the {device.type.upper()} instead")
 
 
 def _fake_run(

@@ -49,7 +49,6 @@ seconds are extra seconds, by bytes); scalars ``op_overhead_seconds``, ``module_
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import math
@@ -59,7 +58,7 @@ import re
 import socket
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,7 @@ import torch.nn.functional as F
 
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision
+from rooflens.measurement.timer import _threads
 
 Progress = Callable[[str, float], None]
 Rows = list[list[float]]
@@ -161,7 +161,7 @@ def benchmark(
     timer = _Timer(dev, plan)
     llc = _llc_bytes() if dev.type == "cpu" else _gpu_l2_bytes(dev)
     load_before = _load_average()
-    with _num_threads(threads), torch.no_grad():
+    with _threads(threads), torch.no_grad():
         nthreads = torch.get_num_threads()
         curves: dict[str, Rows] = {}
         scalars: dict[str, float] = {}
@@ -352,19 +352,6 @@ def robust_median(samples: Sequence[float], tolerance: float = 1.25) -> float:
     """
     fastest = min(samples)
     return statistics.median([s for s in samples if s <= tolerance * fastest])
-
-
-@contextlib.contextmanager
-def _num_threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Reporter:
