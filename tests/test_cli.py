@@ -345,6 +345,25 @@ def test_bench_per_op_table(capsys, model_file):
     assert "USDT" not in err and "profiler_start" not in out
 
 
+def test_bench_on_a_measured_device_shows_the_calibrated_prediction(capsys, model_file, tmp_path):
+    from test_calibrated import make_spec
+
+    hw_file = tmp_path / "measured.toml"
+    hw_file.write_text(make_spec().to_toml(), encoding="utf-8")
+    base = ("bench", f"{model_file}:Net", "-i", "1,3,16,16", "--iters", "3", "--warmup", "1", "--threads", "1",
+            "--hw", str(hw_file))
+    code, out, err = run(capsys, *base, "-f", "json")
+    assert code == 0, err
+    (batch,) = json.loads(out)["batches"]
+    assert batch["calibrated_seconds"] > batch["achieved"]["roofline_seconds"] > 0
+    code, out, err = run(capsys, *base, "--width", "200")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("Batch"))
+    assert header.split()[-2:] == ["Calibrated", "Error"]
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
+    assert re.search(r"[+-]\d+\.\d%$", row.rstrip()), row
+
+
 def test_bench_errors(capsys, model_file):
     assert_one_line_error(*run(capsys, "bench", f"{model_file}:Net")[::2], "give its input shape with --input-size")
     code, _, err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "0")

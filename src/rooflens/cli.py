@@ -614,6 +614,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     reports = [analyze(model, input_size=[(b, *s) for s in per_sample], dtype=args.dtype, name=name, hardware=hw,
                        precision=args.precision) for b in batches]
     rows = [(m, achieved(m, r)) for m, r in zip(measurements, reports, strict=True)]
+    estimates = [r.calibrated.total_seconds if r.calibrated is not None else None for r in reports]
     profile = None
     if args.per_op:
         bar = _ProgressBar(f"profiling {name}")
@@ -626,13 +627,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data: dict[str, Any] = {
             "model": name, "device": args.device, "threads": args.threads, "dtype": args.dtype,
             "hardware": hw.as_dict() if hw else None,
-            "batches": [{**m.as_dict(samples=False), "achieved": a.as_dict()} for m, a in rows],
+            "batches": [{**m.as_dict(samples=False), "achieved": a.as_dict(), "calibrated_seconds": est}
+                        for (m, a), est in zip(rows, estimates, strict=True)],
         }
         if profile is not None:
             data["per_op"] = profile.as_dict()
         _emit(json.dumps(data, indent=2) + "\n", args.output)
         return EXIT_OK
-    headers, table = formats.bench_table([m for m, _ in rows], [a for _, a in rows])
+    headers, table = formats.bench_table([m for m, _ in rows], [a for _, a in rows], estimates)
     prof_rows = module_rows(profile, depth=args.depth) if profile is not None else []
     if args.format == "csv":
         _emit(formats.grid_csv(headers, table), args.output)

@@ -744,26 +744,36 @@ def grid_markdown(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric
 
 BENCH_NUMERIC = frozenset({
     "Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s", "Roofline", "Efficiency",
-    "% peak", "Measured", "Lost", "Records",
+    "% peak", "Measured", "Lost", "Records", "Calibrated", "Error",
 })
 BENCH_NOTE = ("Latency per forward call (the first call is never timed); FLOP/s and Bytes/s: counted work / "
-              "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak")
+              "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak; "
+              "Calibrated (measured devices): the predicted latency, Error = (predicted - measured) / measured")
 
 
-def bench_table(measurements: Sequence[Measurement], achieved: Sequence[Achieved]) -> tuple[tuple[str, ...], list[list[str]]]:
-    """One row per batch size: latency statistics, throughput, achieved rates, roofline and efficiency."""
+def bench_table(
+    measurements: Sequence[Measurement], achieved: Sequence[Achieved], calibrated: Sequence[float | None] = (),
+) -> tuple[tuple[str, ...], list[list[str]]]:
+    """One row per batch size: latency statistics, throughput, achieved rates, roofline and efficiency, and
+    the calibrated estimate (seconds per batch size, when the device was measured) and its error."""
     roof = any(a.roofline_seconds is not None for a in achieved)
+    estimates = list(calibrated) or [None] * len(measurements)
     headers = ("Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s")
     if roof:
         headers += ("Roofline", "Efficiency", "% peak")
+    if any(e is not None for e in estimates):
+        headers += ("Calibrated", "Error")
     rows = []
-    for m, a in zip(measurements, achieved, strict=True):
+    for m, a, est in zip(measurements, achieved, estimates, strict=True):
         row = [str(m.batch_size), seconds_text(m.median_seconds), seconds_text(m.p90_seconds),
                seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds),
                f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), si3(a.bytes_per_s, "B/s")]
         if roof:
             row += [seconds_text(a.roofline_seconds) if a.roofline_seconds is not None else "-",
                     share_text(a.efficiency), share_text(a.compute_utilisation)]
+        if "Calibrated" in headers:
+            row += ["-", "-"] if est is None else [
+                seconds_text(est), f"{100 * (est - m.median_seconds) / m.median_seconds:+.1f}%"]
         rows.append(row)
     return headers, rows
 
