@@ -32,7 +32,7 @@ DEFAULT_WIDTH = 140
 
 
 # Footer lines with long labels are printed as "Label: text" lines rather than in the aligned grid.
-_LINE_LABELS = frozenset({UNSUPPORTED_LABEL, "Uncalled modules", "Diagnostics", "Roofline notes"})
+_LINE_LABELS = frozenset({UNSUPPORTED_LABEL, "Uncalled modules", "Diagnostics", "Roofline notes", "Calibration notes"})
 
 
 def label_grid(pairs: list[tuple[str, str]]) -> Any:
