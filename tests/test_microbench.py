@@ -55,6 +55,13 @@ def test_quick_mode_numbers_are_plausible_for_a_cpu(measured):
     gemm = spec.extra["gemm_fp32"]
     assert max(f / t for f, _, t in gemm) == spec.peak_flops(Precision.FP32)
     assert [row[0] for row in gemm] == sorted(row[0] for row in gemm)
+    # points are counted as rooflens counts operators: the smallest quick GEMM, 32 x 32 @ 32 x 32, does
+    # 2 x 32^3 = 65,536 FLOPs and moves 3 x 32^2 x 4 = 12,288 bytes; add on 1 x 64 x 1 x 1 tensors does 64
+    # FLOPs and moves 3 x 64 x 4 = 768 bytes; a 1x1 convolution of 16 to 4 channels on 1 pixel does
+    # 2 x 16 x 4 = 128 FLOPs and moves (16 + 4 + 16 x 4) x 4 = 336 bytes
+    assert gemm[0][:2] == [65_536.0, 12_288.0]
+    assert spec.extra["add_fp32"][0][:2] == [64.0, 768.0]
+    assert spec.extra["conv1x1_fp32"][0][:2] == [128.0, 336.0]
     for key in ("conv3x3_fp32", "conv1x1_fp32", "dwconv3x3_fp32", "gconv3x3_fp32"):
         rows = spec.extra[key]  # [flops, bytes, seconds, output pixels, out/in channels]
         assert rows and all(len(r) == 5 and min(r) > 0 for r in rows), key

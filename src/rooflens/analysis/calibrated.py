@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from rooflens.analysis.modules import parent_of
+from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.types import OpRecord
@@ -517,12 +517,8 @@ def predict_records(
 
     modules: dict[str, float] = {p: 0.0 for p in module_paths}
     for r, p in zip(records, ops, strict=True):
-        path = r.module
-        while True:  # add to the module and each ancestor
+        for path in lineage(r.module):
             modules[path] = modules.get(path, 0.0) + p.seconds
-            if not path:
-                break
-            path = parent_of(path)
     compute_part = sum(p.compute_seconds for p in ops if p.compute_seconds >= p.memory_seconds)
     memory_part = sum(p.memory_seconds for p in ops if p.memory_seconds > p.compute_seconds)
     overhead_part = sum(p.overhead_seconds for p in ops)
@@ -537,19 +533,12 @@ def _module_overheads(records: Sequence[OpRecord], calls: Mapping[str, int], sec
         return {}
     first: dict[str, int] = {}
     for i, r in enumerate(records):
-        path = r.module
-        while True:
+        for path in lineage(r.module):
             first.setdefault(path, i)
-            if not path:
-                break
-            path = parent_of(path)
     out: dict[int, float] = {}
     for path, n in calls.items():
         if n <= 0:
             continue
-        p = path
-        while p not in first and p:
-            p = parent_of(p)
-        i = first.get(p, 0)
+        i = next((first[p] for p in lineage(path) if p in first), 0)
         out[i] = out.get(i, 0.0) + n * seconds
     return out

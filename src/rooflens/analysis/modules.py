@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -12,6 +12,14 @@ from rooflens.types import ZERO, Cost, ModuleNode, OpRecord
 
 def parent_of(path: str) -> str:
     return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def lineage(path: str) -> Iterator[str]:
+    """``path`` and each of its ancestors, up to the root ``""``: ``"a.b"`` -> ``"a.b"``, ``"a"``, ``""``."""
+    while path:
+        yield path
+        path = parent_of(path)
+    yield ""
 
 
 def build_tree(

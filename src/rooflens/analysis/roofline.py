@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from rooflens.analysis.modules import parent_of
+from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.types import OpRecord
@@ -202,12 +202,8 @@ def roofline(
 
     modules: dict[str, Timing] = {p: ZERO_TIME for p in module_paths}
     for r, t in zip(records, ops, strict=True):
-        path = r.module
-        while True:  # add to the module and each ancestor
+        for path in lineage(r.module):
             modules[path] = modules.get(path, ZERO_TIME) + t
-            if not path:
-                break
-            path = parent_of(path)
     total = sum(ops, ZERO_TIME)
 
     notes = [note] if note else []

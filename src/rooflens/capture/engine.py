@@ -314,14 +314,14 @@ class _NeedsRealRun(Exception):
 
     def fallback_note(self, state: dict[str, torch.Tensor], device: torch.device) -> str:
         """The diagnostic of a fall-back to a real run; raises ModelError when the model is on meta."""
-        where = f"{self.op} (in module {self.module or '<root>'!r})"
+        module = self.module or "<root>"
         if any(_is_meta(t) for t in state.values()):
             raise ModelError(
-                f"{where} depends on tensor values, which a model on the meta device does not have; build the "
-                "model with real weights (on the CPU) so that rooflens can fall back to a real run"
+                f"{self.op} (in module {module!r}) depends on tensor values, which a model on the meta device does "
+                "not have; build the model with real weights (on the CPU) so that rooflens can fall back to a real run"
             ) from self.cause
-        return (f"fake execution stopped at {self.op} in module {self.module or '<root>'!r}, whose output depends "
-                f"on tensor values; the model was run on real tensors on the {device.type.upper()} instead")
+        return (f"fake execution stopped at {self.op} in module {module!r}, whose output depends on tensor values; "
+                f"the model was run on real tensors on the {device.type.upper()} instead")
 
 
 def _fake_run(

@@ -68,7 +68,7 @@ import torch.nn.functional as F
 
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision
-from rooflens.measurement.timer import _threads
+from rooflens.measurement.timer import _synchronize, _threads, _timer
 
 Progress = Callable[[str, float], None]
 Rows = list[list[float]]
@@ -256,26 +256,20 @@ class _Timer:
     sample lasts long enough to time), until ``min_time`` and ``min_reps`` are reached."""
 
     def __init__(self, device: torch.device, plan: _Plan) -> None:
+        self.kind = device.type
         self.cuda = device.type == "cuda"
         self.plan = plan
+        self._one = _timer(device.type)  # the clock of rooflens.measure: perf_counter, or CUDA events
 
     def _sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+        _synchronize(self.kind)
 
     def _sample(self, fn: Callable[[], Any], inner: int) -> float:
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+        def calls() -> None:
             for _ in range(inner):
                 fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3 / inner
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        return (time.perf_counter() - t0) / inner
+
+        return self._one(calls) / inner
 
     def time(self, fn: Callable[[], Any], *, tiny: bool = False, reps: int | None = None) -> float:
         plan = self.plan
@@ -368,6 +362,26 @@ class _Reporter:
 
 # ---- the measurements -------------------------------------------------------------------------------
 
+class _Call(torch.nn.Module):
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        return self.fn(*args)
+
+
+def _point(timer: _Timer, fn: Callable[..., Any], *args: torch.Tensor, tiny: bool = False,
+           reps: int | None = None) -> list[float]:
+    """``[flops, bytes, seconds]`` of ``fn(*args)``: FLOPs and bytes as rooflens counts them (on fake
+    tensors, a few milliseconds; the arguments are not touched), seconds as ``timer`` measures them."""
+    from rooflens.api import analyze
+
+    cost = analyze(_Call(fn), list(args)).total()
+    return [float(cost.flops), float(cost.bytes), timer.time(functools.partial(fn, *args), tiny=tiny, reps=reps)]
+
+
+
 def _parse_dtypes(dtypes: Sequence[str] | None) -> list[str]:
     if dtypes is None:
         asked = ["float32", "float64", "bfloat16", "float16"]
@@ -389,7 +403,6 @@ def _gemm_curve(timer: _Timer, dev: torch.device, dtype: torch.dtype, sizes: Seq
                 reference: Rows | None) -> Rows | None:
     """[flops, bytes, seconds] per square size; None when the dtype is emulated (far slower than fp32)."""
     curve: Rows = []
-    item = torch.empty((), dtype=dtype).element_size()
     if reference is not None and dev.type == "cpu":
         # probe a small GEMM first: an emulated bf16/fp16 runs at a few % of fp32's rate, and a sweep up
         # to large sizes would take minutes
@@ -404,8 +417,7 @@ def _gemm_curve(timer: _Timer, dev: torch.device, dtype: torch.dtype, sizes: Seq
         a = torch.randn(n, n, device=dev).to(dtype)
         b = torch.randn(n, n, device=dev).to(dtype)
         out = torch.empty(n, n, device=dev, dtype=dtype)
-        t = timer.time(functools.partial(torch.mm, a, b, out=out))
-        curve.append([float(2 * n**3), float(3 * n * n * item), t])
+        curve.append(_point(timer, functools.partial(torch.mm, out=out), a, b))
     return curve
 
 
@@ -416,8 +428,7 @@ def _gemv_curve(timer: _Timer, dev: torch.device, sizes: Sequence[int]) -> Rows:
         w = torch.randn(n, n, device=dev)
         x = torch.randn(1, n, device=dev)
         bias = torch.randn(n, device=dev)
-        t = timer.time(functools.partial(torch.addmm, bias, x, w.t()))
-        curve.append([float(2 * n * n + n), float(4 * (n * n + 3 * n)), t])
+        curve.append(_point(timer, torch.addmm, bias, x, w.t()))
     return curve
 
 
@@ -457,9 +468,8 @@ def _conv_curve(timer: _Timer, dev: torch.device, plan: _Plan, sort: str) -> Row
         k, groups = _conv_shape(sort, c)
         w = torch.randn(c_out, c // groups, k, k, device=dev)
         x = torch.randn(1, c, r, r, device=dev)
-        t = timer.time(functools.partial(F.conv2d, x, w, None, 1, k // 2, 1, groups))
-        flops = 2 * (c // groups) * k * k * c_out * r * r
-        curve.append([float(flops), float(4 * ((c + c_out) * r * r + w.numel())), t, float(r * r), c_out / c])
+        conv = functools.partial(F.conv2d, stride=1, padding=k // 2, groups=groups)
+        curve.append([*_point(timer, conv, x, w), float(r * r), c_out / c])
     curve.sort(key=lambda row: (row[0], row[3], row[4]))
     return curve
 
@@ -467,51 +477,52 @@ def _conv_curve(timer: _Timer, dev: torch.device, plan: _Plan, sort: str) -> Row
 def _family_curve(timer: _Timer, dev: torch.device, resolutions: Sequence[int], family: str) -> Rows:
     """[flops, bytes, seconds] of one operator family on 1 x 64 x r x r fp32 tensors.
 
-    FLOPs and bytes are counted as rooflens's formulas count them, so that an operator record of the same
-    family and size reads off the same point.
+    FLOPs and bytes are counted by rooflens's formulas, so that an operator record of the same family and
+    size reads off the same point.
     """
     curve: Rows = []
     for r in resolutions:
         case = _family_case(family, torch.randn(1, 64, r, r, device=dev))
         if case is not None:
-            fn, flops, nbytes = case
-            t = timer.time(fn, tiny=64 * r * r <= 1024)
-            curve.append([float(flops), float(nbytes), t])
+            fn, args = case
+            curve.append(_point(timer, fn, *args, tiny=64 * r * r <= 1024))
     return curve
 
 
-def _family_case(family: str, x: torch.Tensor) -> tuple[Callable[[], Any], int, int] | None:
-    """(call, FLOPs, bytes) of ``family`` on ``x`` (1 x 64 x r x r); None where it does not apply."""
-    n, dev = x.numel(), x.device
+def _family_case(family: str, x: torch.Tensor) -> tuple[Callable[..., Any], tuple[torch.Tensor, ...]] | None:
+    """(operator, its tensor arguments) of ``family`` on ``x`` (1 x 64 x r x r); None where it does not apply."""
+    dev = x.device
     if family == "relu_":
-        return functools.partial(torch.relu_, x), n, 8 * n
+        return torch.relu_, (x,)
     if family == "add":
-        return functools.partial(torch.add, x, torch.randn_like(x)), n, 12 * n
+        return torch.add, (x, torch.randn_like(x))
     if family == "batchnorm":  # inference: running statistics
-        stats = [torch.zeros(64, device=dev), torch.ones(64, device=dev), torch.ones(64, device=dev),
-                 torch.zeros(64, device=dev)]
-        return functools.partial(F.batch_norm, x, *stats, False, 0.1, 1e-5), 2 * n, 8 * n + 16 * 64
+        stats = (torch.zeros(64, device=dev), torch.ones(64, device=dev), torch.ones(64, device=dev),
+                 torch.zeros(64, device=dev))
+        return functools.partial(F.batch_norm, running_mean=stats[0], running_var=stats[1], weight=stats[2],
+                                 bias=stats[3], training=False, eps=1e-5), (x,)
     if family == "layernorm":  # over rows of 256 (a transformer's or a ConvNeXt's channels)
-        rows = x.reshape(-1, 256) if n >= 256 else x.reshape(1, -1)
+        rows = x.reshape(-1, 256) if x.numel() >= 256 else x.reshape(1, -1)
         d = rows.shape[-1]
-        w, b = torch.ones(d, device=dev), torch.zeros(d, device=dev)
-        return functools.partial(F.layer_norm, rows, (d,), w, b), 5 * n, 8 * n + 8 * d
+        return functools.partial(F.layer_norm, normalized_shape=(d,), weight=torch.ones(d, device=dev),
+                                 bias=torch.zeros(d, device=dev)), (rows,)
     if family == "sigmoid":
-        return functools.partial(torch.sigmoid, x), 4 * n, 8 * n
+        return torch.sigmoid, (x,)
     if family == "gelu":
-        return functools.partial(F.gelu, x), 8 * n, 8 * n
+        return F.gelu, (x,)
     if family == "maxpool":  # 3x3, stride 2, padding 1 (the ResNet stem's)
-        r = x.shape[-1]
-        if r < 2:
+        if x.shape[-1] < 2:
             return None
-        out = 64 * ((r - 1) // 2 + 1) ** 2
-        return functools.partial(F.max_pool2d, x, 3, 2, 1), 9 * out, 4 * (n + out)
+        return functools.partial(F.max_pool2d, kernel_size=3, stride=2, padding=1), (x,)
     if family == "mean":  # global average pool
-        return functools.partial(torch.mean, x, (2, 3), True), n, 4 * (n + 64)
+        return functools.partial(torch.mean, dim=(2, 3), keepdim=True), (x,)
     if family == "cat":
-        halves = (x[:, :32].contiguous(), x[:, 32:].contiguous())
-        return functools.partial(torch.cat, halves, 1), 0, 8 * n
+        return _cat_channels, (x[:, :32].contiguous(), x[:, 32:].contiguous())
     raise AssertionError(f"unknown operator family {family!r}")
+
+
+def _cat_channels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.cat((a, b), 1)
 
 
 def _alloc_curve(timer: _Timer, dev: torch.device, sizes: Sequence[int]) -> Rows:
@@ -587,10 +598,8 @@ def _stream(timer: _Timer, dev: torch.device, llc: int | None, plan: _Plan) -> t
         b = torch.empty(n, device=dev).fill_(2.0)
         c = torch.empty(n, device=dev).fill_(3.0)
         reps = 3 if n == n_big else None
-        t = timer.time(functools.partial(b.copy_, a), reps=reps)
-        copy_curve.append([0.0, float(8 * n), t])
-        t = timer.time(functools.partial(torch.add, b, c, alpha=3.0, out=a), reps=reps)
-        triad_curve.append([float(2 * n), float(12 * n), t])
+        copy_curve.append(_point(timer, torch.Tensor.copy_, b, a, reps=reps))
+        triad_curve.append(_point(timer, functools.partial(torch.add, alpha=3.0, out=a), b, c, reps=reps))
         del a, b, c  # before the next, larger arrays
     return copy_curve, triad_curve
 

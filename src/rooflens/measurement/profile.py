@@ -46,7 +46,7 @@ import torch
 from torch.nn.modules import module as nn_module
 from torch.utils._pytree import tree_leaves
 
-from rooflens.analysis.modules import parent_of
+from rooflens.analysis.modules import lineage
 from rooflens.errors import InputError, ModelError
 from rooflens.measurement.timer import (
     Progress,
@@ -697,12 +697,8 @@ def _build(report: Report, calls: list[_Call], device: str, threads: int, kind: 
         events_total += len(call.events)
         for event, claims in zip(call.events, alignment):
             profiled += event.total
-            path = event.module
-            while True:
+            for path in lineage(event.module):
                 module_time[path] = module_time.get(path, 0.0) + event.total
-                if not path:
-                    break
-                path = parent_of(path)
             if not claims:
                 slot = unmatched.setdefault((event.name, event.aliasing), [0, 0.0, set()])
                 slot[0] += 1
@@ -754,16 +750,12 @@ def _modules(
     matched: dict[str, float] = {}
     counts: dict[str, list[int]] = {}
     for r, s in zip(report.records, record_seconds):
-        path = r.module
-        while True:
+        for path in lineage(r.module):
             slot = counts.setdefault(path, [0, 0])
             slot[0] += 1
             if s is not None:
                 slot[1] += 1
                 matched[path] = matched.get(path, 0.0) + s
-            if not path:
-                break
-            path = parent_of(path)
     roof = report.roofline.by_module() if report.hardware is not None else None
     out: dict[str, ModuleProfile] = {}
     for path, node in report.modules.items():
