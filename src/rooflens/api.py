@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from rooflens.analysis.modules import build_tree, uncalled
 from rooflens.capture.engine import Options, run_capture
+from rooflens.capture.harness import analysis_device, isolated, unwrap
+from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.report.report import Report
 from rooflens.types import Convention, TensorMeta, Widths
-
-InputSize = Sequence[int] | Sequence[Sequence[int]]
 
 
 def analyze(
@@ -64,15 +63,39 @@ def analyze(
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"analyze() expects a torch.nn.Module, got {type(model).__name__}")
+    with isolated():
+        return _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
+                        convention=convention, name=name, hardware=hardware, precision=precision,
+                        weight_bits=weight_bits, act_bits=act_bits, backward=backward, measure=measure)
+
+
+def _analyze(
+    model: torch.nn.Module,
+    inputs: Any,
+    *,
+    input_size: InputSize | None,
+    dtype: torch.dtype | str | None,
+    input_dtype: torch.dtype | str | None,
+    convention: Convention | str,
+    name: str | None,
+    hardware: HardwareSpec | str | None,
+    precision: Precision | str | None,
+    weight_bits: int | None,
+    act_bits: int | None,
+    backward: bool,
+    measure: bool,
+) -> Report:
+    wrapper = type(model).__name__
+    model, unwrapped = unwrap(model)
     conv = _convention(convention)
-    dt = _dtype(dtype, "dtype")
+    dt = parse_dtype(dtype, "dtype")
     spec = _hardware(hardware)
     compute = Precision.parse(precision) if precision is not None else _model_precision(model, dt)
     default_bits = compute.bits if precision is not None else None
     widths = Widths(
-        _bits(weight_bits, "weight_bits") or default_bits, _bits(act_bits, "act_bits") or default_bits
+        parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits
     )
-    args, kwargs = _inputs(inputs, input_size, _dtype(input_dtype, "input_dtype") or dt or torch.float32)
+    args, kwargs = model_inputs(inputs, input_size, parse_dtype(input_dtype, "input_dtype") or dt or torch.float32)
     options = Options(convention=conv, widths=widths, backward=bool(backward))
     capture = run_capture(model, args, kwargs, options=options, dtype=dt)
     nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
@@ -86,14 +109,14 @@ def analyze(
             model, real_inputs, input_size=input_size, device=_device(model, leaves), dtype=dt,
         )
     return Report(
-        model=name or type(model).__name__,
+        model=name or wrapper,
         inputs=tuple(_meta(t, dt) for t in leaves),
         convention=conv,
         records=tuple(capture.records),
         modules=nodes,
         params=nodes[""].params,
         uncalled_modules=tuple(uncalled(nodes)),
-        diagnostics=tuple(capture.diagnostics),
+        diagnostics=tuple([unwrapped] if unwrapped else []) + tuple(capture.diagnostics),
         executed=capture.executed,
         device=_device(model, leaves),
         dtype=str(dt).removeprefix("torch.") if dt is not None else None,
@@ -130,17 +153,7 @@ def _model_precision(model: torch.nn.Module, dtype: torch.dtype | None) -> Preci
     return Precision.FP32
 
 
-def _bits(value: int | None, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-        raise InputError(f"{what}={value!r} must be a whole number of bits from 1 to 64 (e.g. 8 for INT8)")
-    return value
-
-
 def _device(model: torch.nn.Module, leaves: list[torch.Tensor]) -> str:
-    from rooflens.capture.engine import analysis_device
-
     return str(analysis_device(model, leaves))
 
 
@@ -155,42 +168,3 @@ def _convention(value: Convention | str) -> Convention:
     except ValueError:
         choices = ", ".join(repr(c.value) for c in Convention)
         raise InputError(f"unknown convention {value!r}; choose one of {choices}") from None
-
-
-def _dtype(value: torch.dtype | str | None, what: str) -> torch.dtype | None:
-    if value is None or isinstance(value, torch.dtype):
-        return value
-    dt = getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(dt, torch.dtype):
-        raise InputError(f"{what}={value!r} is not a torch dtype (try 'float32', 'float16' or 'bfloat16')")
-    return dt
-
-
-def _inputs(inputs: Any, input_size: InputSize | None, dtype: torch.dtype) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Positional and keyword arguments; shapes become meta tensors (the engine makes them fake or real)."""
-    if (inputs is None) == (input_size is None):
-        raise InputError("give exactly one of inputs=... (tensors) or input_size=(1, 3, 224, 224)")
-    if input_size is not None:
-        shapes = _shapes(input_size)
-        return tuple(torch.empty(s, dtype=dtype, device="meta") for s in shapes), {}
-    if isinstance(inputs, torch.Tensor):
-        return (inputs,), {}
-    if isinstance(inputs, Mapping):
-        return (), dict(inputs)
-    if isinstance(inputs, (tuple, list)):
-        return tuple(inputs), {}
-    raise InputError(f"inputs must be a tensor, a tuple/list of tensors or a dict, got {type(inputs).__name__}")
-
-
-def _shapes(input_size: InputSize) -> list[tuple[int, ...]]:
-    sizes = list(input_size)
-    if not sizes:
-        raise InputError("input_size is empty; give a shape such as (1, 3, 224, 224)")
-    nested = [s for s in sizes if isinstance(s, (tuple, list, torch.Size))]
-    if nested and len(nested) != len(sizes):
-        raise InputError(f"input_size {input_size!r} mixes shapes and numbers")
-    shapes = [tuple(s) for s in sizes] if nested else [tuple(sizes)]
-    for shape in shapes:
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise InputError(f"input_size {shape!r} must be positive integers, e.g. (1, 3, 224, 224)")
-    return shapes  # type: ignore[return-value]

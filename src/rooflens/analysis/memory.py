@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -38,24 +37,17 @@ from functools import partial
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.func import functional_call
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.modules import module as nn_module
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_leaves
+from torch.utils._pytree import tree_leaves
 
-from rooflens.capture.engine import (
-    DATA_DEPENDENT,
-    _convert,
-    _is_meta,
-    _NeedsRealRun,
-    _state,
-    _target_dtype,
-    _type_name,
-    analysis_device,
-)
+from rooflens.capture.engine import CostMode, Options
+from rooflens.capture.harness import Session, isolated, run_model, unwrap
+from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
 from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import InputError, ModelError
+from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import op_name
 from rooflens.types import TensorKind, Widths
 
@@ -246,12 +238,10 @@ class _MemoryMode(TorchDispatchMode):
         self.live = 0
         self.freed = 0  # released since the last event
         self.events: list[MemoryEvent] = []
-        self.phase = "forward"
         self.paused = False
         self.closed = False
         self.forward_bytes = 0
         self.forward_elements = 0
-        self.failed_at: tuple[str, str] | None = None
         self.on_op: Callable[[Any, str, Any, Any, Any], None] | None = None  # recompute FLOPs counter
         self.diagnostics: list[str] = []
 
@@ -329,8 +319,7 @@ class _MemoryMode(TorchDispatchMode):
         try:
             out = func(*args, **kwargs)
         except Exception:
-            if self.failed_at is None:
-                self.failed_at = (op_name(func), self.tracker.current)
+            self.tracker.fail(op_name(func))
             raise
         if self.paused:
             return out
@@ -343,14 +332,14 @@ class _MemoryMode(TorchDispatchMode):
             info = self.register(t, "activation", live=True)
             if info is not None:
                 allocated += info.nbytes
-                if self.phase == "forward":
+                if self.tracker.phase == "forward":
                     self.forward_bytes += info.nbytes
                     self.forward_elements += info.elements
-        if self.on_op is not None and self.phase == "recompute":
+        if self.on_op is not None and self.tracker.phase == "recompute":
             self.on_op(func, name, args, kwargs, out)
-        self.events.append(
-            MemoryEvent(len(self.events), name, self.tracker.current, self.phase, allocated, self.freed, self.live)
-        )
+        self.events.append(MemoryEvent(
+            len(self.events), name, self.tracker.current, self.tracker.phase, allocated, self.freed, self.live
+        ))
         self.freed = 0
         return out
 
@@ -362,18 +351,18 @@ class _OutputCounter:
     """torchsummary's forward/backward figure: output elements of every module called, except the root and
     the ``nn.Sequential``/``nn.ModuleList`` containers (torchsummary hooks no others), each call counted."""
 
-    def __init__(self, model: torch.nn.Module, mode: _MemoryMode) -> None:
+    def __init__(self, root: torch.nn.Module, mode: _MemoryMode) -> None:
         self.ids = {
             id(m)
-            for m in model.modules()
-            if m is not model and not isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList))
+            for m in root.modules()
+            if m is not root and not isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList))
         }
         self.mode = mode
         self.elements = 0
         self._handle: Any = None
 
     def _hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if id(module) in self.ids and self.mode.phase == "forward":
+        if id(module) in self.ids and self.mode.tracker.phase == "forward":
             self.elements += sum(t.numel() for t in tree_leaves(output) if isinstance(t, torch.Tensor))
 
     def __enter__(self) -> _OutputCounter:  # noqa: PYI034
@@ -394,8 +383,8 @@ class _Checkpointer:
     checkpointed again; a module called with keyword arguments gets them back only positionally.
     """
 
-    def __init__(self, model: torch.nn.Module, paths: Sequence[str], mode: _MemoryMode) -> None:
-        self.targets = {id(m): p for p, m in model.named_modules() if p in set(paths)}
+    def __init__(self, session: Session, paths: Sequence[str], mode: _MemoryMode) -> None:
+        self.targets = {i: p for i, p in session.tracker.paths.items() if p in set(paths)}
         self.mode = mode
         self.open: list[tuple[int, Any]] = []  # (module id, generator)
         self.recomputing = 0
@@ -406,15 +395,17 @@ class _Checkpointer:
             return
         from torch.utils import checkpoint as cp
 
+        tracker = self.mode.tracker
+
         def recompute(*_: Any, **__: Any) -> None:
-            previous = self.mode.phase
-            self.mode.phase = "recompute"
+            previous = tracker.phase
+            tracker.phase = "recompute"
             self.recomputing += 1
             try:
                 module(*args)
             finally:
                 self.recomputing -= 1
-                self.mode.phase = previous
+                tracker.phase = previous
 
         gen = cp._checkpoint_without_reentrant_generator(recompute, preserve_rng_state=False)
         next(gen)
@@ -439,34 +430,6 @@ class _Checkpointer:
         for _, gen in reversed(self.open):  # a forward that raised inside a checkpointed module
             gen.close()
         self.open.clear()
-
-
-class _Step(torch.nn.Module):
-    """Forward, backward and optimizer step as one call, so that ``functional_call`` keeps the fake
-    parameters in place until the backward's recomputation and the step are done."""
-
-    def __init__(self, model: torch.nn.Module, run: Callable[..., Any]) -> None:
-        super().__init__()
-        self.model = model
-        self._run = run
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self._run(self.model, args, kwargs)
-
-
-@contextlib.contextmanager
-def _training(model: torch.nn.Module, train: bool) -> Any:
-    """Train mode for the run; every module's own flag restored afterwards, also when the forward raises."""
-    if not train:
-        yield
-        return
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.train()
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 @contextlib.contextmanager
@@ -510,106 +473,65 @@ def _analyse(
     kwargs: dict[str, Any],
     config: _Config,
     *,
-    real: bool = False,
     name: str | None = None,
+    real: bool = False,
 ) -> MemoryReport:
-    state, kinds = _state(model)
-    leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-    device = analysis_device(model, leaves)
-    if real:
-        return _run(model, state, kinds, args, kwargs, config, device, real=True, name=name)
-    try:
-        return _run(model, state, kinds, args, kwargs, config, device, real=False, name=name)
-    except _NeedsRealRun as need:
-        note = need.fallback_note(state, device)
-        report = _run(model, state, kinds, args, kwargs, config, device, real=True, name=name)
-        return _replace(report, diagnostics=(note, *report.diagnostics))
+    wrapper = type(model).__name__
+    model, unwrapped = unwrap(model)
+    param_elements = sum(t.numel() for t in {id(p): p for p in model.parameters()}.values())
+
+    def body(session: Session) -> MemoryReport:
+        return _run(session, config, name=name or wrapper, param_elements=param_elements)
+
+    report, session = run_model(model, args, kwargs, body, dtype=config.dtype, track_backward=config.train, real=real)
+    notes = [unwrapped] if unwrapped else []
+    return dataclasses.replace(report, diagnostics=(*notes, *session.diagnostics, *report.diagnostics))
 
 
-def _replace(report: MemoryReport, **changes: Any) -> MemoryReport:
-    return dataclasses.replace(report, **changes)
-
-
-def _run(
-    model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    kinds: dict[int, TensorKind],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    config: _Config,
-    device: torch.device,
-    *,
-    real: bool,
-    name: str | None,
-) -> MemoryReport:
-    dtype = config.dtype
-    fake_mode = None if real else FakeTensorMode(allow_non_fake_inputs=True)
-    memo: dict[int, torch.Tensor] = {}
-
-    def fake(t: torch.Tensor) -> torch.Tensor:
-        meta = torch.empty_strided(t.shape, t.stride(), dtype=_target_dtype(t, dtype), device="meta")
-        out = FakeTensor(fake_mode, meta, device if _is_meta(t) else t.device)
-        return out.requires_grad_(t.requires_grad) if t.requires_grad and out.is_floating_point() else out
-
-    def copy(t: torch.Tensor) -> torch.Tensor:
-        target = _target_dtype(t, dtype)
-        if _is_meta(t):
-            if target.is_floating_point:
-                return torch.rand(t.shape, dtype=target, device=device)
-            return torch.zeros(t.shape, dtype=target, device=device)
-        out = t.detach().to(target, copy=True)  # never the user's memory: in-place updates stay here
-        if kinds.get(id(t)) is TensorKind.PARAMETER and t.requires_grad and target.is_floating_point:
-            out.requires_grad_(True)
-        return out
-
-    with torch.no_grad():
-        new_state = _convert(state, copy if real else fake, memo)
-        new_args, new_kwargs = _convert((args, kwargs), copy if real else fake, memo)
-    new_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    del memo
-
-    tracker = ModuleTracker(model, backward=config.train)
+def _run(session: Session, config: _Config, *, name: str, param_elements: int) -> MemoryReport:
+    """The tracked forward (and training step) of one session of the harness."""
+    tracker = session.tracker
     mode = _MemoryMode(tracker, config.widths)
-    counter = _OutputCounter(model, mode)
+    counter = _OutputCounter(session.root, mode)
+    if config.train:
+        session.root.train()  # the copy's flags: the user's modules keep theirs
 
     # Parameters and buffers apart; inputs live from the start.
-    params = {id(t): t for t in new_state.values() if new_kinds.get(id(t)) is TensorKind.PARAMETER}
-    buffers = {id(t): t for t in new_state.values() if new_kinds.get(id(t)) is TensorKind.BUFFER}
-    for t in params.values():
+    params = session.tensors(TensorKind.PARAMETER)
+    buffers = session.tensors(TensorKind.BUFFER)
+    for t in params:
         mode.register(t, "weight", live=False)
-    for t in buffers.values():
+    for t in buffers:
         mode.register(t, "buffer", live=False)
-    weights_bytes = mode.bytes_of(params.values(), ("weight",))
-    buffers_bytes = mode.bytes_of(buffers.values(), ("buffer",))
-    input_leaves = [t for t in tree_leaves((new_args, new_kwargs)) if isinstance(t, torch.Tensor)]
+    weights_bytes = mode.bytes_of(params, ("weight",))
+    buffers_bytes = mode.bytes_of(buffers, ("buffer",))
+    input_leaves = session.input_tensors()
     for t in input_leaves:
         mode.register(t, "input", live=True)
     inputs_bytes = mode.bytes_of(input_leaves, ("input",))
-    param_elements = sum(t.numel() for t in {id(p): p for p in model.parameters()}.values())
 
-    trainable = [p for p in params.values() if p.requires_grad]
+    trainable = [p for p in params if p.requires_grad]
     result: dict[str, Any] = {}
     opt = None
     masters: list[torch.Tensor] = []
     if config.train and config.optimizer is not None:
-        opt, masters = _prepare_optimizer(config, trainable, mode, fake_mode)
-    recompute = _RecomputeCounter(tracker, new_kinds) if config.checkpoint else None
+        opt, masters = _prepare_optimizer(config, trainable, mode, session.fake_mode)
+    recompute = _RecomputeCounter(tracker, session.kinds) if config.checkpoint else None
     if recompute is not None:
         mode.on_op = recompute
 
-    def step(module: torch.nn.Module, a: tuple[Any, ...], k: dict[str, Any]) -> Any:
-        out = module(*a, **k)
+    def step() -> None:
+        out = session.root(*session.args, **session.kwargs)
         outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
         result["outputs_bytes"] = mode.bytes_of(outs, ("activation",))
         result["forward_live"] = mode.live
         if not config.train:
-            return None
+            return
         roots = [t for t in outs if t.requires_grad and t.is_floating_point()]
         if not roots:
             raise ModelError(
                 "train=True, but no output of the model requires grad: no parameter that requires grad reached it"
             )
-        mode.phase = "backward"
         tracker.start_backward()
         loss = roots[0].sum()
         for t in roots[1:]:
@@ -619,43 +541,19 @@ def _run(
         result["gradient_bytes"] = mode.bytes_of([p.grad for p in trainable if p.grad is not None])
         del out, outs
         if opt is not None:
-            mode.phase = "optimizer"
+            tracker.phase = "optimizer"
             with torch.no_grad():
                 _optimizer_step(opt, trainable, masters)
-        return None
 
-    runner = _Step(model, step)
-    full_state = {f"model.{k}": v for k, v in new_state.items()}
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad() if config.train else torch.no_grad())
-        stack.enter_context(warnings.catch_warnings())
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\._meta_registrations")
-        warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*")
-        stack.enter_context(_training(model, config.train))
-        if fake_mode is not None:
-            stack.enter_context(fake_mode)
-        stack.enter_context(tracker)
         stack.enter_context(counter)
         if config.checkpoint:
-            stack.enter_context(_Checkpointer(model, config.checkpoint, mode))
+            stack.enter_context(_Checkpointer(session, config.checkpoint, mode))
         stack.enter_context(_no_gc())
         stack.callback(mode.close)
         stack.enter_context(mode)
-        try:
-            functional_call(runner, full_state, new_args, new_kwargs, tie_weights=True, strict=False)
-        except ModelError:
-            raise
-        except DATA_DEPENDENT as e:
-            op, module = mode.failed_at or ("an operator", tracker.current)
-            raise _NeedsRealRun(op, module, e) from e
-        except Exception as e:
-            op, module = mode.failed_at or ("", tracker.current)
-            part = "backward" if mode.phase in ("backward", "recompute") else mode.phase
-            where = f"in module {module!r} ({_type_name(model, module)})" if module else f"in the model's {part}"
-            if module and part != "forward":
-                where += f" during the {part}"
-            during = f" while running {op}" if op else ""
-            raise ModelError(f"the model raised {type(e).__name__} {where}{during}: {e}") from e
+        step()
         optimizer_state_bytes = _state_bytes(config, trainable) if opt is not None else None
         master_bytes = mode.bytes_of(masters, ("master",)) if masters else (0 if config.train else None)
 
@@ -675,8 +573,8 @@ def _run(
             "recompute_flops": recompute.flops if recompute is not None else 0,
         }
     return MemoryReport(
-        model=name or type(model).__name__,
-        executed="real" if real else "fake",
+        model=name,
+        executed=session.executed,
         peak_bytes=peak_bytes,
         peak_at=peak.module if peak is not None else "",
         peak_op=peak.op if peak is not None else "",
@@ -706,14 +604,10 @@ class _RecomputeCounter:
     """FLOPs of the operators run again by activation checkpointing, by rooflens's formulas."""
 
     def __init__(self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind]) -> None:
-        from rooflens.capture.engine import CostMode, Options
-
         self._cost = CostMode(tracker, kinds, Options())
         self.flops = 0
 
     def __call__(self, func: Any, name: str, args: Any, kwargs: Any, out: Any) -> None:
-        from rooflens.formulas import REGISTRY
-
         entry = REGISTRY.get(name)
         if entry is not None:
             self.flops += self._cost._record(func, name, args, kwargs, out, entry).cost.flops
@@ -770,7 +664,7 @@ def memory(
     model: torch.nn.Module,
     inputs: Any = None,
     *,
-    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_size: InputSize | None = None,
     dtype: torch.dtype | str | None = None,
     input_dtype: torch.dtype | str | None = None,
     train: bool = False,
@@ -795,17 +689,16 @@ def memory(
     The model runs on fake tensors: nothing is computed, and the model, its parameters (and their
     ``.grad``), buffers, hooks and ``training`` flags are left as they were.
     """
-    from rooflens.api import _bits, _dtype, _inputs
-
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"memory() expects a torch.nn.Module, got {type(model).__name__}")
     config = _config(
-        model, dtype=_dtype(dtype, "dtype"), train=train, optimizer=optimizer, mixed_precision=mixed_precision,
-        checkpoint=checkpoint, weight_bits=_bits(weight_bits, "weight_bits"), act_bits=_bits(act_bits, "act_bits"),
+        model, dtype=parse_dtype(dtype, "dtype"), train=train, optimizer=optimizer, mixed_precision=mixed_precision,
+        checkpoint=checkpoint, weight_bits=parse_bits(weight_bits, "weight_bits"), act_bits=parse_bits(act_bits, "act_bits"),
     )
-    in_dtype = _dtype(input_dtype, "input_dtype") or config.dtype or torch.float32
-    args, kwargs = _inputs(inputs, input_size, in_dtype)
-    return _analyse(model, args, kwargs, config, name=name)
+    in_dtype = parse_dtype(input_dtype, "input_dtype") or config.dtype or torch.float32
+    args, kwargs = model_inputs(inputs, input_size, in_dtype)
+    with isolated():
+        return _analyse(model, args, kwargs, config, name=name)
 
 
 def _config(

@@ -28,10 +28,16 @@ def build_tree(
     calls: dict[str, int],
     output_shapes: dict[str, tuple[tuple[int, ...], ...]],
 ) -> dict[str, ModuleNode]:
-    """One node per module (each module once, under its first name), in definition order."""
+    """One node per module, in definition order, under its first name; and one per other name a shared
+    module was called through (each call is credited to the path it was called through)."""
     nonzero_cache: dict[int, int] = {}
     nodes: dict[str, ModuleNode] = {}
-    for path, module in model.named_modules():
+    called = {p for path, n in calls.items() if n for p in lineage(path)}
+    seen: set[int] = set()
+    for path, module in model.named_modules(remove_duplicate=False):
+        if id(module) in seen and path not in called:
+            continue  # another name of a module that never ran under it
+        seen.add(id(module))
         nodes[path] = ModuleNode(
             path=path,
             type_name=type(module).__name__,

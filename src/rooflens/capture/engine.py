@@ -1,33 +1,25 @@
 """Capture: run the model under a ``TorchDispatchMode`` and turn every aten call into an ``OpRecord``.
 
 The run happens on fake tensors (``FakeTensorMode``): shapes and dtypes propagate, nothing is computed
-and no activation memory is allocated. Parameters and buffers are handed to the model through
-``torch.func.functional_call`` as fresh fake tensors, so the user's tensors are never read, written or
-replaced for longer than the call (functional_call restores them, also when the forward raises).
+and no activation memory is allocated. It is one body of the capture harness
+(:func:`rooflens.capture.harness.run_model`): the model that runs is a structural copy of the user's,
+so nothing of the user's is read beyond its attributes, written or replaced.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import (
-    DataDependentOutputException,
-    DynamicOutputShapeException,
-    FakeTensor,
-    FakeTensorMode,
-)
-from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
 
+from rooflens.capture.harness import Session, run_model
 from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import ModelError
 from rooflens.formulas import REGISTRY, OpCall
@@ -49,11 +41,9 @@ METADATA_OPS = frozenset(
         "aten.detach_", "aten.record_stream", "aten._assert_async", "aten._assert_tensor_metadata",
         "aten._functional_assert_async", "aten._assert_scalar", "aten.is_nonzero", "aten.equal",
         "aten.dropout", "aten.feature_dropout", "aten.alpha_dropout", "aten._nested_tensor_from_mask_left_aligned",
+        "aten._linalg_check_errors",
     }
 )
-
-# What fake execution cannot do: the next step is a real run (real parameters) or a clear error (meta).
-DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
 
 
 @dataclass
@@ -86,10 +76,8 @@ class CostMode(TorchDispatchMode):
         self.kinds = kinds
         self.convention = options.convention
         self.widths = options.widths
-        self.phase = "forward"  # "backward" once the gradients are being computed
         self.paused = False  # True: run operators without recording them (rooflens's own bookkeeping)
         self.records: list[OpRecord] = []
-        self.failed_at: tuple[str, str] | None = None  # (operator, module) where the run broke
         self.diagnostics: list[str] = []
         self._via: list[str] = []
         self._view_kinds: WeakIdKeyDictionary = WeakIdKeyDictionary()  # views of parameters and buffers
@@ -116,8 +104,7 @@ class CostMode(TorchDispatchMode):
         try:
             return func(*args, **kwargs)
         except Exception:
-            if self.failed_at is None:
-                self.failed_at = (name, self.tracker.current)
+            self.tracker.fail(name)
             raise
 
     def _decompose(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
@@ -134,9 +121,9 @@ class CostMode(TorchDispatchMode):
             try:
                 with self:
                     result = candidate(*args, **kwargs)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a decomposition that fails is skipped; the op is then unsupported
                 del self.records[mark:]  # a failed decomposition leaves no partial records
-                self.failed_at = None
+                self.tracker.failed_at = None
                 continue
             finally:
                 self._via.pop()
@@ -192,8 +179,8 @@ class CostMode(TorchDispatchMode):
                 compute = entry.formula(call)
                 read, written = entry.bytes(call)
                 cost = Cost(compute.macs, compute.flops, read, written)
-                return OpRecord(name, self.tracker.current, call.inputs, outputs, cost, via=via, phase=self.phase)
-            except Exception as e:  # a formula bug must not cost the user the whole analysis
+                return OpRecord(name, self.tracker.current, call.inputs, outputs, cost, via=via, phase=self.tracker.phase)
+            except Exception as e:  # noqa: BLE001 - a formula bug must not cost the user the whole analysis
                 shapes = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in call.inputs)
                 self.diagnostics.append(
                     f"the formula of {name} failed on inputs ({shapes}) in module "
@@ -201,7 +188,7 @@ class CostMode(TorchDispatchMode):
                 )
         read, written = sum(t.nbytes for t in call.inputs), sum(t.nbytes for t in outputs)
         return OpRecord(name, self.tracker.current, call.inputs, outputs, Cost(0, 0, read, written),
-                        supported=False, via=via, phase=self.phase)
+                        supported=False, via=via, phase=self.tracker.phase)
 
 
 @functools.cache
@@ -244,48 +231,6 @@ def _bind(func: Any, args: Any, kwargs: Any) -> dict[str, Any]:
 # ---- running the model ------------------------------------------------------------------------------
 
 
-def _is_meta(t: torch.Tensor) -> bool:
-    return t.device.type == "meta"
-
-
-def analysis_device(model: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.device:
-    """Where the model would run: its first real parameter's device, else its inputs', else the CPU."""
-    for t in [*model.parameters(), *model.buffers(), *inputs]:
-        if not _is_meta(t):
-            return t.device
-    return torch.device("cpu")
-
-
-def _state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[int, TensorKind]]:
-    """Every parameter and buffer by every name it has (tied weights appear under each of their names)."""
-    state: dict[str, torch.Tensor] = {}
-    kinds: dict[int, TensorKind] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        state[name] = p
-        kinds[id(p)] = TensorKind.PARAMETER
-    for name, b in model.named_buffers(remove_duplicate=False):
-        state[name] = b
-        kinds.setdefault(id(b), TensorKind.BUFFER)
-    return state, kinds
-
-
-def _convert(
-    tree: Any, make: Callable[[torch.Tensor], torch.Tensor], memo: dict[int, torch.Tensor]
-) -> Any:
-    def one(t: Any) -> Any:
-        if not isinstance(t, torch.Tensor):
-            return t
-        if id(t) not in memo:
-            memo[id(t)] = make(t)
-        return memo[id(t)]
-
-    return tree_map(one, tree)
-
-
-def _target_dtype(t: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
-    return dtype if dtype is not None and t.is_floating_point() else t.dtype
-
-
 def run_capture(
     model: torch.nn.Module,
     args: tuple[Any, ...],
@@ -294,125 +239,20 @@ def run_capture(
     options: Options = DEFAULT_OPTIONS,
     dtype: torch.dtype | None = None,
 ) -> Capture:
-    """Analyse one forward call ``model(*args, **kwargs)`` on fake tensors (or real ones if it must)."""
-    state, kinds = _state(model)
-    leaves = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-    device = analysis_device(model, leaves)
-    try:
-        return _fake_run(model, state, kinds, args, kwargs, options, dtype, device)
-    except _NeedsRealRun as need:
-        note = need.fallback_note(state, device)
-        capture = _real_run(model, state, kinds, args, kwargs, options, dtype, device)
-        capture.diagnostics.insert(0, note)
-        return capture
+    """Count one forward call ``model(*args, **kwargs)`` (and its backward) on fake tensors, or real ones if it must."""
 
-
-class _NeedsRealRun(Exception):
-    def __init__(self, op: str, module: str, cause: BaseException) -> None:
-        super().__init__(op)
-        self.op, self.module, self.cause = op, module, cause
-
-    def fallback_note(self, state: dict[str, torch.Tensor], device: torch.device) -> str:
-        """The diagnostic of a fall-back to a real run; raises ModelError when the model is on meta."""
-        module = self.module or "<root>"
-        if any(_is_meta(t) for t in state.values()):
-            raise ModelError(
-                f"{self.op} (in module {module!r}) depends on tensor values, which a model on the meta device does "
-                "not have; build the model with real weights (on the CPU) so that rooflens can fall back to a real run"
-            ) from self.cause
-        return (f"fake execution stopped at {self.op} in module {module!r}, whose output depends on tensor values; "
-                f"the model was run on real tensors on the {device.type.upper()} instead")
-
-
-def _fake_run(
-    model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    kinds: dict[int, TensorKind],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    options: Options,
-    dtype: torch.dtype | None,
-    device: torch.device,
-) -> Capture:
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    memo: dict[int, torch.Tensor] = {}
-
-    def fake(t: torch.Tensor) -> torch.Tensor:
-        # A fake tensor wraps a meta tensor of the same layout; built directly, this is several times
-        # cheaper than dispatching torch.empty_strided through the fake mode (it matters for big models).
-        meta = torch.empty_strided(t.shape, t.stride(), dtype=_target_dtype(t, dtype), device="meta")
-        out = FakeTensor(fake_mode, meta, device if _is_meta(t) else t.device)
-        return out.requires_grad_(t.requires_grad) if t.requires_grad and out.is_floating_point() else out
-
-    fake_state = _convert(state, fake, memo)
-    fake_args, fake_kwargs = _convert((args, kwargs), fake, memo)
-    fake_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, fake_state, fake_kinds, fake_args, fake_kwargs, options, fake_mode, "fake")
-
-
-def _real_run(
-    model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    kinds: dict[int, TensorKind],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    options: Options,
-    dtype: torch.dtype | None,
-    device: torch.device,
-) -> Capture:
-    memo: dict[int, torch.Tensor] = {}
-
-    def real(t: torch.Tensor) -> torch.Tensor:
-        target = _target_dtype(t, dtype)
-        if _is_meta(t):  # an input given as a shape: random values
-            if target.is_floating_point:
-                return torch.rand(t.shape, dtype=target, device=device)
-            return torch.zeros(t.shape, dtype=target, device=device)
-        if kinds.get(id(t)) is TensorKind.PARAMETER:  # a new leaf on the same memory: gradients never reach the user's
-            return t.detach().to(target).requires_grad_(t.requires_grad and target.is_floating_point)
-        return t.to(target, copy=True)  # buffers and inputs: in-place updates must not reach the user's
-
-    with torch.no_grad():
-        real_state = _convert(state, real, memo)
-        real_args, real_kwargs = _convert((args, kwargs), real, memo)
-    real_kinds = {id(memo[i]): k for i, k in kinds.items() if i in memo}
-    return _execute(model, real_state, real_kinds, real_args, real_kwargs, options, None, "real")
-
-
-def _execute(
-    model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    kinds: dict[int, TensorKind],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    options: Options,
-    fake_mode: FakeTensorMode | None,
-    executed: str,
-) -> Capture:
-    tracker = ModuleTracker(model, backward=options.backward)
-    mode = CostMode(tracker, kinds, options)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.enable_grad() if options.backward else torch.no_grad())
-        stack.enter_context(warnings.catch_warnings())
-        # torchvision's fake nms warns about a deprecated torch helper on every call; not the user's concern
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchvision\._meta_registrations")
-        if fake_mode is not None:
-            stack.enter_context(fake_mode)
-        stack.enter_context(tracker)
-        stack.enter_context(mode)
-        try:
-            out = functional_call(model, state, args, kwargs, tie_weights=True, strict=False)
+    def count(session: Session) -> CostMode:
+        mode = CostMode(session.tracker, session.kinds, options)
+        with torch.enable_grad() if options.backward else torch.no_grad(), mode:
+            out = session.root(*session.args, **session.kwargs)
             if options.backward:
-                _backward(out, mode, tracker)
-        except DATA_DEPENDENT as e:
-            op, module = mode.failed_at or ("an operator", tracker.current)
-            raise _NeedsRealRun(op, module, e) from e
-        except Exception as e:
-            op, module = mode.failed_at or ("", tracker.current)
-            where = f"in module {module!r} ({_type_name(model, module)})" if module else "in the model's forward"
-            during = f" while running {op}" if op else ""
-            raise ModelError(f"the model raised {type(e).__name__} {where}{during}: {e}") from e
-    return Capture(mode.records, tracker.calls, tracker.output_shapes, executed, mode.diagnostics)
+                _backward(out, mode, session.tracker)
+        return mode
+
+    mode, session = run_model(model, args, kwargs, count, dtype=dtype, track_backward=options.backward)
+    tracker = session.tracker
+    return Capture(mode.records, tracker.calls, tracker.output_shapes, session.executed,
+                   [*session.diagnostics, *mode.diagnostics])
 
 
 def _backward(out: Any, mode: CostMode, tracker: ModuleTracker) -> None:
@@ -425,13 +265,5 @@ def _backward(out: Any, mode: CostMode, tracker: ModuleTracker) -> None:
     mode.paused = True
     grads = [torch.ones_like(t) for t in roots]
     mode.paused = False
-    mode.phase = "backward"
     tracker.start_backward()
     torch.autograd.backward(roots, grads)
-
-
-def _type_name(model: torch.nn.Module, path: str) -> str:
-    try:
-        return type(model.get_submodule(path)).__name__
-    except AttributeError:
-        return "?"

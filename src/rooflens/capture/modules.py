@@ -2,7 +2,14 @@
 
 Like ``torch.utils.module_tracker``: a global forward pre-hook pushes the module's dotted path and a
 global forward hook (``always_call=True``, so it runs even when the forward raises) pops it. Both
-hooks are removed when the tracker exits, whatever happened inside.
+hooks are removed when the tracker exits, whatever happened inside. The hooks are global, so they see
+every module call of every thread: the tracker answers only to the modules of its own run (the
+analysis's copy of the model, by identity) called from the thread that runs it, and ignores the rest
+(a serving thread calling the user's model, other analyses).
+
+The tracker is also where the run is: ``current`` (the innermost module), ``phase`` (forward,
+backward ...), and where it broke (``failed_at``: the operator and module of the first failure, and
+the innermost module a Python exception left).
 
 For the backward pass (``backward=True``), the forward hooks also put gradient hooks on the tensors
 rooflens made (never on the user's modules): the gradient of a module's output arriving means its
@@ -12,6 +19,8 @@ started and not finished is the current one.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -20,12 +29,16 @@ import torch
 from torch.autograd.graph import register_multi_grad_hook
 from torch.nn.modules import module as nn_module
 from torch.utils._pytree import tree_leaves
+from typing_extensions import Self
 
 
 class ModuleTracker:
-    def __init__(self, root: torch.nn.Module, *, backward: bool = False) -> None:
-        # remove_duplicate=True: a module reused under several names is attributed to its first name.
-        self.paths: dict[int, str] = {id(m): name for name, m in root.named_modules()}
+    def __init__(self, paths: dict[int, str], *, backward: bool = False) -> None:
+        self.paths = paths  # id(module) -> dotted path, of the modules of this run only
+        self.thread = threading.get_ident()
+        self.phase = "forward"
+        self.failed_at: tuple[str, str] | None = None  # (operator, module) where an operator raised
+        self.raised_in: tuple[BaseException, str] | None = None  # an exception and the innermost module it left
         self.stack: list[tuple[int, str]] = []
         self.calls: Counter[str] = Counter()
         self.output_shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
@@ -42,8 +55,22 @@ class ModuleTracker:
             return max(reversed(self._backward_open), key=lambda p: p.count(".") + bool(p))
         return self.stack[-1][1] if self.stack else ""
 
-    def start_backward(self) -> None:
+    def start_backward(self, phase: str = "backward") -> None:
         self._in_backward = True
+        self.phase = phase
+
+    def fail(self, op: str) -> None:
+        """An operator raised: remember the first one, and the module it ran in."""
+        if self.failed_at is None:
+            self.failed_at = (op, self.current)
+
+    def where(self, exc: BaseException) -> tuple[str, str]:
+        """The operator (or "") and the module in which ``exc`` was raised."""
+        if self.failed_at is not None:
+            return self.failed_at
+        if self.raised_in is not None and self.raised_in[0] is exc:
+            return "", self.raised_in[1]
+        return "", self.current
 
     def _grad_hook(self, tensors: Any, path: str, *, enter: bool) -> None:
         """On the first gradient of ``tensors``: open (outputs) or close (inputs) the module's backward."""
@@ -61,22 +88,25 @@ class ModuleTracker:
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         path = self.paths.get(id(module))
-        if path is not None:
+        if path is not None and threading.get_ident() == self.thread:
             self.stack.append((id(module), path))
             self.calls[path] += 1
             if self._track_backward:
                 self._grad_hook(args, path, enter=False)
 
     def _post(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self.stack and self.stack[-1][0] == id(module):
+        if self.stack and self.stack[-1][0] == id(module) and threading.get_ident() == self.thread:
             _, path = self.stack.pop()
+            exc = sys.exc_info()[1]  # always_call: the hook runs inside the except of a forward that raised
+            if exc is not None and self.raised_in is None:
+                self.raised_in = (exc, path)
             shapes = tuple(tuple(t.shape) for t in tree_leaves(output) if isinstance(t, torch.Tensor))
             if shapes:
                 self.output_shapes[path] = shapes
             if self._track_backward:
                 self._grad_hook(output, path, enter=True)
 
-    def __enter__(self) -> ModuleTracker:
+    def __enter__(self) -> Self:
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._pre),
             nn_module.register_module_forward_hook(self._post, always_call=True),

@@ -564,7 +564,7 @@ def _real_inputs(
     inputs: Any, input_size: Any, dev: torch.device, dt: torch.dtype | None
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Real tensors on ``dev`` (floating ones in ``dt`` when given); shapes become random tensors."""
-    from rooflens.api import _inputs  # the same input rules as analyze()
+    from rooflens.capture.inputs import model_inputs as _inputs  # the same input rules as analyze()
 
     args, kwargs = _inputs(inputs, input_size, dt or torch.float32)
 
