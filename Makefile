@@ -26,7 +26,11 @@ dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/rooflens profile torchvision:resnet50 --depth 2
 
+# lint and types first (seconds), then the layers contract (pyproject.toml [tool.importlinter]), then the tests
 test: dev
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

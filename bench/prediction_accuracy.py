@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import rooflens
 from rooflens.analysis.calibrated import calibrate, predict
 from rooflens.hardware import load_file
-from rooflens.hardware.microbench import CpuWatch, benchmark, robust_median
+from rooflens.measurement.microbench import CpuWatch, benchmark, robust_median
 
 MODELS = [
     "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
@@ -56,7 +56,7 @@ def measure(model: torch.nn.Module, x: torch.Tensor, budget_s: float, max_iters:
     """Seconds of a forward after a warm-up, timed until the budget.
 
     Returns (robust median, plain median, iterations, disturbed). The robust median leaves out iterations
-    more than 25 % slower than the fastest (rooflens.hardware.microbench.robust_median). When other
+    more than 25 % slower than the fastest (rooflens.measurement.microbench.robust_median). When other
     processes took CPU time during the timed iterations (Linux: CpuWatch), the case is timed again, up to
     ``attempts`` times in all, and the best attempt kept; ``disturbed`` says the last one was still busy.
     """

@@ -11,9 +11,10 @@ import pytest
 from torch import nn
 
 import rooflens
-from rooflens.analysis.calibrated import Curve, calibrate, op_kind, predict
+from rooflens.analysis.calibrated import Curve, calibrate, op_kind, predict, predict_records, record_family
 from rooflens.errors import HardwareError
 from rooflens.hardware import HardwareSpec, Kind
+from rooflens.types import Cost, OpRecord, TensorMeta
 
 PEAK = 100e9  # FLOP/s
 BW = 10e9  # B/s
@@ -216,3 +217,101 @@ def test_a_datasheet_device_gets_no_calibrated_estimate(report):
     r = report.with_hardware("a4000")
     assert r.calibrated is None
     assert "Calibrated" not in r.render(width=200) and "calibrated" not in r.to_dict()
+
+
+# ---- kinds from the formula family ------------------------------------------------------------------
+
+
+def rec(op: str, family: str, inputs: list[tuple[int, ...]], outputs: list[tuple[int, ...]], *, flops: int = 0,
+        macs: int = 0, phase: str = "forward") -> OpRecord:
+    """An operator record as the engine makes it, with the family of the formula that counted it."""
+    def meta(shape: tuple[int, ...]) -> TensorMeta:
+        return TensorMeta(shape, "float32", 4)
+
+    return OpRecord(op, "", tuple(meta(s) for s in inputs), tuple(meta(s) for s in outputs), Cost(macs, flops),
+                    phase=phase, family=family)
+
+
+IMG = (1, 16, 14, 14)  # 3,136 elements
+
+
+@pytest.mark.parametrize(("record", "kind"), [
+    # the operators the old name lists missed: every operator of the matmul and attention families is a GEMM
+    (rec("aten._int_mm", "matmul", [(64, 64), (64, 64)], [(64, 64)], macs=262_144, flops=524_288), "gemm"),
+    (rec("aten._scaled_mm", "matmul", [(64, 64), (64, 64)], [(64, 64)], macs=262_144, flops=528_384), "gemm"),
+    (rec("aten._flash_attention_forward", "attention", [(1, 16, 4, 8)] * 3, [(1, 16, 4, 8)], macs=16_384,
+         flops=38_912), "gemm"),
+    # the family decides, not the name: an operator the registry gains later
+    (rec("aten.some_future_gemm", "matmul", [(8, 8), (8, 8)], [(8, 8)], macs=512, flops=1_024), "gemm"),
+    # recurrent layers, linear algebra and FFTs: compute-bound, the GEMM curve
+    (rec("aten.mkldnn_rnn_layer", "rnn", [(5, 2, 3)], [(5, 2, 4)], macs=1_120, flops=3_440), "gemm"),
+    (rec("aten.linalg_cholesky_ex", "linalg", [(5, 5)], [(5, 5), ()], flops=55), "gemm"),
+    (rec("aten._fft_c2c", "fft", [(64,)], [(64,)], flops=1_920), "gemm"),
+    # convolution_backward(grad_output, input, weight): the sort from the input and weight, as the forward's
+    (rec("aten.convolution_backward", "conv", [IMG, IMG, (16, 1, 3, 3)], [IMG, (16, 1, 3, 3)], macs=56_448,
+         flops=112_896, phase="backward"), "dwconv3x3"),
+    (rec("aten.convolution_backward", "conv", [(1, 32, 14, 14), IMG, (32, 16, 1, 1)], [IMG, (32, 16, 1, 1)],
+         macs=200_704, flops=401_408, phase="backward"), "conv1x1"),
+    (rec("aten.convolution", "conv", [IMG, (16, 16, 3, 3)], [IMG], macs=451_584, flops=903_168), "conv3x3"),
+    # norms: 2 FLOPs per element (running statistics: a scale and a shift) batch norm, more layer norm
+    (rec("aten._native_batch_norm_legit_no_training", "norm", [IMG], [IMG], flops=2 * 3_136), "batchnorm"),
+    (rec("aten.native_batch_norm", "norm", [IMG], [IMG], flops=8 * 3_136), "layernorm"),
+    (rec("aten.native_layer_norm", "norm", [(4, 256)], [(4, 256)], flops=8 * 1_024), "layernorm"),
+    # data movement
+    (rec("aten.cat", "memory", [IMG, IMG], [(1, 32, 14, 14)]), "cat"),
+    (rec("aten.constant_pad_nd", "memory", [IMG], [(1, 16, 16, 16)]), "cat"),
+    # pooling (an output no larger than the input) at its FLOPs, stride 1 too; resampling to a larger output
+    # and the pool backwards are plain elementwise work
+    (rec("aten.max_pool2d_with_indices", "pool", [IMG], [(1, 16, 7, 7)] * 2, flops=9 * 784), "maxpool"),
+    (rec("aten.avg_pool2d", "pool", [IMG], [IMG], flops=10 * 3_136), "maxpool"),  # 3x3, stride 1, padding 1
+    (rec("aten._adaptive_avg_pool2d", "pool", [IMG], [(1, 16, 7, 7)], flops=5 * 784), "maxpool"),
+    (rec("aten.upsample_bilinear2d", "pool", [IMG], [(1, 16, 28, 28)], flops=7 * 12_544), "add"),
+    (rec("aten.upsample_bilinear2d_backward", "pool", [(1, 16, 28, 28)], [IMG], flops=8 * 12_544,
+         phase="backward"), "add"),
+    (rec("aten.max_pool2d_with_indices_backward", "pool", [(1, 16, 7, 7), IMG], [IMG], flops=784,
+         phase="backward"), "add"),
+    # reductions to a smaller output: the mean curve; softmax (same size, 5 per element): GELU's
+    (rec("aten.mean", "reduction", [IMG], [(1, 16, 1, 1)], flops=3_136 + 16), "mean"),
+    (rec("aten.amax", "reduction", [IMG], [(1, 16)], flops=3_136), "mean"),
+    (rec("aten._softmax", "reduction", [(4, 256)], [(4, 256)], flops=5 * 1_024), "gelu"),
+    # transcendental functions: 5 or more FLOPs per element (GELU 5, SiLU 5) the GELU curve, fewer the sigmoid
+    (rec("aten.sigmoid", "transcendental", [IMG], [IMG], flops=4 * 3_136), "sigmoid"),
+    (rec("aten.tanh", "transcendental", [IMG], [IMG], flops=3_136), "sigmoid"),
+    (rec("aten.gelu", "transcendental", [IMG], [IMG], flops=5 * 3_136), "gelu"),
+    (rec("aten.silu_", "transcendental", [IMG], [IMG], flops=5 * 3_136), "gelu"),
+    # the pointwise family (no transcendental function): in place relu_, else add, whatever its FLOPs
+    (rec("aten.add", "pointwise", [IMG, IMG], [IMG], flops=3_136), "add"),
+    (rec("aten.relu_", "pointwise", [IMG], [IMG], flops=3_136), "relu_"),
+    (rec("aten.hardswish_", "pointwise", [IMG], [IMG], flops=5 * 3_136), "relu_"),
+    (rec("aten.hardsigmoid", "pointwise", [IMG], [IMG], flops=4 * 3_136), "add"),
+    # an unsupported operator (no formula, no family): bytes only, an elementwise op
+    (rec("aten.unknown_op", "", [IMG], [IMG]), "add"),
+])
+def test_kinds_follow_the_formula_family(record: OpRecord, kind: str) -> None:
+    assert op_kind(record) == kind
+
+
+def test_a_record_without_a_family_takes_its_registry_entrys() -> None:
+    # records made before families were recorded: the family of the operator's formula
+    mm = rec("aten.mm", "", [(64, 64), (64, 64)], [(64, 64)], macs=262_144, flops=524_288)
+    assert record_family(mm) == "matmul" and op_kind(mm) == "gemm"
+    conv_back = rec("aten.convolution_backward", "", [IMG, IMG, (16, 16, 3, 3)], [IMG, (16, 16, 3, 3)],
+                    macs=903_168, flops=1_806_336, phase="backward")
+    assert record_family(conv_back) == "conv" and op_kind(conv_back) == "conv3x3"
+
+
+def test_an_int_mm_record_reads_the_gemm_curve() -> None:
+    # _int_mm with the small GEMM's FLOPs (528,384) lands on the GEMM curve's first point, 25 % of the peak:
+    # 528,384 / (100e9 x 0.25) = 21.13536 us (an "add" kind would have taken e_c = 1: 5.28 us)
+    r = rec("aten._int_mm", "matmul", [(64, 64), (64, 64)], [(64, 64)], macs=262_144, flops=SMALL_FLOPS)
+    pred = predict_records([r], [""], calibrate(make_spec()))
+    (p,) = pred.ops
+    assert p.kind == "gemm"
+    assert p.compute_efficiency == pytest.approx(0.25)
+    assert p.compute_seconds == pytest.approx(21.13536e-6)
+
+
+def test_the_family_is_part_of_the_record_dict() -> None:
+    r = rec("aten.mm", "matmul", [(2, 2), (2, 2)], [(2, 2)], macs=8, flops=16)
+    assert r.as_dict()["family"] == "matmul"
+    assert OpRecord("aten.mm", "", (), (), Cost()).family == ""

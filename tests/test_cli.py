@@ -44,6 +44,17 @@ MODEL_FILE = textwrap.dedent(
             raise RuntimeError("boom in forward")
 
 
+    class DataDependent(nn.Module):  # the output's size depends on the values: analysed by a real run
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y[y > 0]
+
+
     def make_net():
         return Net()
 
@@ -197,7 +208,7 @@ def test_no_input_size_for_a_file_model(capsys, model_file):
 
 def test_bad_options(capsys, model_file):
     code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,a")
-    assert code == 2 and "rooflens: error:" in err and "1,3,224,224" in err and "Traceback" not in err
+    assert_one_line_error(code, err, "argument --input-size/-i", "1,3,224,224", "rooflens profile --help")
     code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "--dtype", "float17")
     assert_one_line_error(code, err, "float17")
     code, _, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-o", "/nonexistent/dir/x.txt")
@@ -218,7 +229,7 @@ def test_console_script(model_file):
     if not script.exists():
         pytest.skip("the rooflens console script is not installed (pip install -e .)")
     done = subprocess.run([str(script), "profile", f"{model_file}:Net", "-i", "1,4,32,32"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("rooflens: error: ") and done.stderr.count("\n") == 1
@@ -406,7 +417,7 @@ def fake_benchmark(monkeypatch):
     test_calibrated and records how it was called (the real run is tested in test_microbench)."""
     from test_calibrated import make_spec
 
-    from rooflens.hardware import microbench
+    from rooflens import measurement
 
     calls = []
 
@@ -415,7 +426,7 @@ def fake_benchmark(monkeypatch):
         options["progress"]("gemm fp32", 0.5)
         return make_spec()
 
-    monkeypatch.setattr(microbench, "benchmark", fake)
+    monkeypatch.setattr(measurement, "benchmark", fake)
     return calls
 
 
@@ -458,6 +469,8 @@ def test_hw_bench_formats(capsys, fake_benchmark):
     assert data["kind"] == "measured" and data["peak_flops_per_s"] == {"fp32": 100e9}
     code, out, err = run(capsys, "hw", "bench", "-f", "toml")
     assert code == 0 and out.startswith("[[device]]") and 'kind = "measured"' in out
+    code, out, err = run(capsys, "hw", "bench", "-f", "markdown")
+    assert code == 0 and "- **Kind**: measured" in out and "rooflens roofline MODEL --hw FILE.toml" in out
 
 
 def test_calibrated_needs_a_measured_device(capsys, model_file):
@@ -465,3 +478,190 @@ def test_calibrated_needs_a_measured_device(capsys, model_file):
     assert_one_line_error(code, err, "NVIDIA RTX A4000 (a4000) has no micro-benchmark curves", "rooflens hw bench")
     code, _, err = run(capsys, "hw", "bench", "--threads", "0")
     assert code == 2 and "--threads" in err
+
+
+# ---- one meaning per flag ------------------------------------------------------------------------------
+
+NET_PARAMS = 8 * 3 * 3 * 3 + 8 + 8 * 10 + 10  # Net: conv 224 + fc 90 = 314
+
+
+def test_a_real_run_gives_the_same_json_twice(capsys, model_file):
+    """The fall-back for a data-dependent model runs on random weights and inputs: seeded, so the counts
+    (how many outputs are > 0) and everything else repeat byte for byte."""
+    for argv in (("profile", "-f", "json"), ("memory", "-f", "json"), ("roofline", "--hw", "a4000", "-f", "json")):
+        outputs = []
+        for _ in range(2):
+            code, out, err = run(capsys, argv[0], f"{model_file}:DataDependent", "-i", "1,3,8,8", *argv[1:])
+            assert code == 0, err
+            outputs.append(out)
+        assert outputs[0] == outputs[1], argv
+    data = json.loads(outputs[0])
+    assert data["executed"] == "real"
+    (shape,) = data["modules"][0]["output_shapes"]
+    assert len(shape) == 1 and 0 < shape[0] < 4 * 8 * 8  # the values > 0 of the 1x4x8x8 conv output
+
+
+def test_json_with_summary_is_pure_json(capsys, model_file):
+    code, out, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-f", "json", "--summary")
+    assert code == 0, err
+    data = json.loads(out)  # nothing after the document
+    summary = data["memory_summary"]
+    assert summary["input_bytes"] == 3 * 32 * 32 * 4  # torchsummary: 4 bytes a number
+    assert summary["params_bytes"] == NET_PARAMS * 4
+    assert data["total"]["macs"] > 0
+    code, out, err = run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-f", "markdown", "--summary")
+    assert code == 0 and "Estimated total size" in out and out.startswith("## rooflens: Net")
+    assert_one_line_error(*run(capsys, "profile", f"{model_file}:Net", "-i", "1,3,32,32", "-f", "csv",
+                               "--summary")[::2], "--summary", "CSV")
+
+
+def test_memory_options_that_do_not_apply_are_errors(capsys, model_file):
+    base = ("memory", f"{model_file}:Net", "-i", "1,3,8,8")
+    code, _, err = run(capsys, *base, "--convention", "exact")
+    assert_one_line_error(code, err, "unrecognized arguments: --convention exact")
+    for extra in (("--optimizer", "adam"), ("--mixed-precision",), ("--checkpoint", "conv")):
+        assert_one_line_error(*run(capsys, *base, *extra)[::2], f"{extra[0]} applies to a training step: add --train")
+    assert_one_line_error(*run(capsys, *base, "--precision", "mixed")[::2], "invalid choice: 'mixed'")
+
+
+def test_precision_is_the_compute_precision_in_every_command(capsys, model_file):
+    base = (f"{model_file}:Net", "-i", "1,3,32,32", "-f", "json")
+    code, out, err = run(capsys, "memory", *base)
+    assert code == 0, err
+    assert json.loads(out)["weights_bytes"] == NET_PARAMS * 4
+    code, out, err = run(capsys, "memory", *base, "--precision", "fp16")
+    assert code == 0, err
+    assert json.loads(out)["weights_bytes"] == NET_PARAMS * 2  # 16 bits in memory
+    code, out, err = run(capsys, "memory", *base, "--precision", "int8", "--weight-bits", "4")
+    data = json.loads(out)
+    assert data["weights_bytes"] == NET_PARAMS // 2 and data["inputs_bytes"] == 3 * 32 * 32  # 4-bit weights, 8-bit rest
+    code, out, err = run(capsys, "profile", *base, "--precision", "int8")
+    assert code == 0, err
+    assert json.loads(out)["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8}
+
+
+def test_mixed_precision_training(capsys, model_file):
+    code, out, err = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,32,32", "--train", "--optimizer", "adam",
+                         "--mixed-precision", "-f", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["mixed_precision"] is True
+    assert data["master_weights_bytes"] == NET_PARAMS * 4  # fp32 copies of the 16-bit weights
+    assert data["optimizer_state_bytes"] == 2 * NET_PARAMS * 4  # Adam, in fp32
+    assert data["weights_bytes"] == NET_PARAMS * 2
+
+
+def test_batch_is_the_same_option_everywhere(capsys, model_file):
+    bench_code, _, bench_err = run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "0")
+    memory_code, _, memory_err = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "0")
+    assert bench_code == memory_code == 2
+    assert bench_err.split("(see")[0] == memory_err.split("(see")[0]  # one parser, one message
+    assert "batch sizes must be positive integers" in bench_err
+    code, out, err = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "3", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)["inputs_bytes"] == 3 * 3 * 8 * 8 * 4
+    assert_one_line_error(*run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,8,8", "--batch", "1,2")[::2],
+                          "one batch size")
+
+
+@pytest.mark.parametrize("command", [
+    ("roofline", "MODEL", "-i", "1,3,8,8"), ("bench", "MODEL", "-i", "1,3,8,8"), ("hw", "list"),
+])
+@pytest.mark.parametrize("value", ["", " ", "a4000,,t4", ","])
+def test_empty_hw_is_a_one_line_error(capsys, model_file, command, value):
+    argv = [f"{model_file}:Net" if a == "MODEL" else a for a in command]
+    code, _, err = run(capsys, *argv, "--hw", value)
+    assert_one_line_error(code, err, "argument --hw", repr(value))
+
+
+def test_hw_has_one_grammar(capsys, model_file, tmp_path, fake_benchmark):
+    hw_file = tmp_path / "npu.toml"
+    hw_file.write_text(
+        '[[device]]\nid = "my-npu"\nname = "My NPU"\nvendor = "me"\nkind = "npu"\nbandwidth = "25.6 GB/s"\n'
+        'source = "my measurements"\n[device.peak]\nint8 = "4 TOP/s"\n'
+    )
+    names = f"a4000,{hw_file},this"
+    code, out, err = run(capsys, "roofline", f"{model_file}:Net", "-i", "1,3,32,32", "--hw", names, "-f", "json")
+    assert code == 0, err
+    assert [d["device"] for d in json.loads(out)["devices"]] == ["a4000", "my-npu", make_spec_id()]
+    assert fake_benchmark[-1]["quick"] is True  # `this`: measured now, quickly
+    code, out, err = run(capsys, "hw", "show", names, "-f", "json")
+    assert code == 0, err
+    assert [d["id"] for d in json.loads(out)] == ["a4000", "my-npu", make_spec_id()]
+    code, out, err = run(capsys, "hw", "list", "--hw", names, "--kind", "gpu", "-f", "csv")
+    ids = [r["ID"] for r in csv.DictReader(io.StringIO(out))]
+    assert ids.count("a4000") == 1 and "my-npu" not in ids  # listed once; the NPU is not a GPU
+    assert_one_line_error(*run(capsys, "bench", f"{model_file}:Net", "-i", "1,3,8,8", "--hw", "a4000,t4")[::2],
+                          "one device", "a4000, t4")
+
+
+def make_spec_id() -> str:
+    from test_calibrated import make_spec
+
+    return make_spec().id
+
+
+COMMANDS = {  # a command of each kind of output, and the formats it has
+    "profile": ("profile", "MODEL", "-i", "1,3,16,16"),
+    "roofline": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000"),
+    "compare": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
+    "memory": ("memory", "MODEL", "-i", "1,3,16,16"),
+    "bench": ("bench", "MODEL", "-i", "1,3,8,8", "--iters", "1", "--warmup", "1", "--threads", "1", "--hw", "a4000"),
+    "hw list": ("hw", "list", "--kind", "cpu"),
+    "hw show": ("hw", "show", "a4000,t4"),
+}
+
+
+def test_format_names_are_the_same_everywhere():
+    from rooflens.cli import build_parser
+    from rooflens.report.document import FORMATS
+
+    def formats(parser):  # (command, its --format choices) of every (sub-)command
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from formats(sub)
+            elif "--format" in action.option_strings:
+                yield parser.prog.removeprefix("rooflens "), tuple(action.choices)
+
+    found = dict(formats(build_parser()))
+    assert set(found) == {"profile", "roofline", "bench", "memory", "hw list", "hw show", "hw bench"}
+    for command, names in found.items():
+        assert names == tuple(f for f in FORMATS if f in names), command  # FORMATS' names, in its order
+        assert names[:2] == ("table", "json") and "markdown" in names and "html" in names, command
+
+
+@pytest.mark.parametrize("kind", list(COMMANDS))
+def test_every_format_of_every_command(capsys, model_file, kind):
+    argv = [f"{model_file}:Net" if a == "MODEL" else a for a in COMMANDS[kind]]
+    for fmt in ("table", "json", "csv", "markdown", "html", "toml"):
+        code, out, err = run(capsys, *argv, "-f", fmt, "--width", "150")
+        if code == 2:
+            assert "invalid choice" in err and fmt in ("csv", "toml"), (kind, fmt, err)
+            continue
+        assert code == 0 and err == "", (kind, fmt, err)
+        if fmt == "json":
+            json.loads(out)
+        elif fmt == "csv":
+            rows = list(csv.reader(io.StringIO(out)))
+            assert len(rows) >= 2 and len({len(r) for r in rows}) == 1, out
+        elif fmt == "toml":
+            import tomllib
+
+            assert tomllib.loads(out)["device"]
+        elif fmt == "html":
+            assert out.startswith("<!DOCTYPE html>") and out.endswith("</html>\n")
+        elif fmt == "markdown":
+            assert out.lstrip().startswith(("## ", "- **", "|")) and "\x1b[" not in out
+        else:
+            assert max(len(line) for line in out.splitlines()) <= 150 and "\x1b[" not in out
+
+
+def test_bytes_is_honoured_where_it_is_accepted(capsys, model_file):
+    code, out, _ = run(capsys, "memory", f"{model_file}:Net", "-i", "1,3,32,32", "--bytes", "binary")
+    assert code == 0 and f"{3 * 32 * 32 * 4 / 1024:.2f} KiB" in out  # the input: 12,288 B
+    code, out, _ = run(capsys, "hw", "list", "--bytes", "binary", "--width", "200")
+    a4000 = next(line for line in out.splitlines() if line.startswith("a4000 "))
+    assert f"{16e9 / 2**30:.1f} GiB" in a4000 and f"{448e9 / 2**30:.0f} GiB/s" in a4000
+    code, out, _ = run(capsys, "hw", "show", "a4000", "--bytes", "binary")
+    assert f"Bandwidth: {448e9 / 2**30:.2f} GiB/s" in out

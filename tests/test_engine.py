@@ -233,7 +233,7 @@ def test_data_dependent_falls_back_to_real_run():
 
 
 def test_unsupported_op_is_reported_with_bytes():
-    lib = torch.library.Library("rooflens_test", "DEF")  # noqa: TID251 - a custom op without a formula
+    lib = torch.library.Library("rooflens_test", "DEF")
     lib.define("opaque(Tensor x) -> Tensor")
     lib.impl("opaque", lambda x: x.clone(), "CompositeExplicitAutograd")
     lib.impl("opaque", lambda x: torch.empty_like(x), "Meta")
@@ -252,7 +252,7 @@ def test_unsupported_op_is_reported_with_bytes():
 def test_a_failing_formula_is_reported_not_fatal():
     from rooflens.formulas import REGISTRY
 
-    lib = torch.library.Library("rooflens_test2", "DEF")  # noqa: TID251
+    lib = torch.library.Library("rooflens_test2", "DEF")
     lib.define("broken(Tensor x) -> Tensor")
     lib.impl("broken", lambda x: x.clone(), "CompositeExplicitAutograd")
     lib.impl("broken", lambda x: torch.empty_like(x), "Meta")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 import rooflens
 from rooflens.formulas import REGISTRY
@@ -251,7 +251,7 @@ BLHE = (2, 16, 4, 8)  # (B, L, H, E) of _flash_attention_forward / _efficient_at
     ],
 )
 def test_fused_sdpa_variants(op: str, extra: dict[str, Any], expected_flops: int) -> None:
-    half = dict(dtype="float16", itemsize=2)
+    half: dict[str, Any] = {"dtype": "float16", "itemsize": 2}
     call = make_call(op, {"query": tm(*BHLE, **half), "key": tm(*BHLE, **half), "value": tm(*BHLE, **half),
                           **extra}, (tm(*BHLE, **half),))
     cost = cost_of(call)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
+from test_formulas_matmul import cost_of, make_call
 from torch import nn
 
 import rooflens
+from rooflens.types import Convention
+
+from _helpers import Fn, tm
 
 
 def conv_record(module: nn.Module, shape: tuple[int, ...], **kw):
@@ -91,3 +97,25 @@ def test_fp16_halves_bytes():
     rec16 = conv_record(nn.Conv2d(3, 10, 5), (1, 3, 224, 224), dtype="float16")
     assert rec16.cost.bytes_read * 2 == rec32.cost.bytes_read
     assert rec16.cost.bytes_written * 2 == rec32.cost.bytes_written
+
+
+def test_complex_conv2d_runs_as_three_real_convolutions():
+    # torch splits a complex convolution into 3 real ones before dispatch (Gauss's trick: ac, bd and
+    # (a + b)(c + d)): input (1, 2, 5, 5), weight (3, 2, 3, 3) -> output (1, 3, 3, 3) = 27 elements x 2*3*3
+    # = 486 MACs each; 3 x 486 = 1,458 real MACs for the 486 complex MACs
+    x, w = torch.randn(1, 2, 5, 5, dtype=torch.complex64), torch.randn(3, 2, 3, 3, dtype=torch.complex64)
+    r = rooflens.analyze(Fn(F.conv2d), (x, w))
+    convs = [rec.cost.macs for rec in r.records if rec.op == "aten.convolution"]
+    assert convs == [486, 486, 486]
+    assert r.total().macs == 1_458
+
+
+def test_complex_convolution_formula():
+    # aten.convolution reached with complex tensors (other front-ends): 4 real MACs per complex MAC:
+    # 486 complex -> 1,944 real MACs; fma 3,888; exact 27 complex outputs = 54 real ones: 3,888 - 54 = 3,834
+    c64 = {"dtype": "complex64", "itemsize": 8}
+    given = {"input": tm(1, 2, 5, 5, **c64), "weight": tm(3, 2, 3, 3, **c64), "bias": None, "stride": [1, 1],
+             "padding": [0, 0], "dilation": [1, 1], "transposed": False, "output_padding": [0, 0], "groups": 1}
+    for convention, flops in ((Convention.FMA, 3_888), (Convention.EXACT, 3_834)):
+        call = make_call("aten.convolution", given, (tm(1, 3, 3, 3, **c64),), convention=convention)
+        assert (cost_of(call).macs, cost_of(call).flops) == (1_944, flops)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 import rooflens
 from rooflens.formulas import REGISTRY
@@ -234,7 +234,7 @@ def test_bilinear_trilinear() -> None:
 
 
 def test_scaled_mm_fp8() -> None:
-    fp8 = dict(dtype="float8_e4m3fn", itemsize=1)
+    fp8: dict[str, Any] = {"dtype": "float8_e4m3fn", "itemsize": 1}
     call = make_call(
         "aten._scaled_mm",
         {"self": tm(16, 32, **fp8), "mat2": tm(32, 8, **fp8), "scale_a": tm(), "scale_b": tm()},
@@ -327,3 +327,52 @@ def test_out_argument_is_written_not_read():
     r = rooflens.analyze(Out(), (torch.randn(2, 3), torch.randn(3, 4), torch.empty(2, 4)))
     # reads a (6 floats) and b (12 floats): 72 bytes; writes c (8 floats): 32 bytes
     assert (r.total().bytes_read, r.total().bytes_written) == (72, 32)
+
+
+# ---- complex products -------------------------------------------------------------------------------
+# A complex multiply-accumulate acc + (a + bi)(c + di) is 4 real multiplies (ac, bd, ad, bc) and 4 real adds
+# (ac - bd, ad + bc, and the 2 accumulations): 4 real MACs. An n-term complex dot product, exact: 4n
+# multiplies + (2n for the products + 2(n - 1) to accumulate) = 4n - 2 adds = 8n - 2; a complex bias add
+# is 2 real adds.
+
+C64 = torch.complex64
+
+
+@pytest.mark.parametrize(("fn", "args", "op", "macs", "fma", "exact"), [
+    # (3, 4) @ (4, 5): 15 outputs x 4 complex MACs = 60 complex = 240 real MACs; fma 480;
+    # exact 15 x (8*4 - 2) = 15 x 30 = 450
+    (torch.mm, (torch.randn(3, 4, dtype=C64), torch.randn(4, 5, dtype=C64)), "aten.mm", 240, 480, 450),
+    # complex128 the same
+    (torch.mm, (torch.randn(3, 4, dtype=torch.complex128), torch.randn(4, 5, dtype=torch.complex128)),
+     "aten.mm", 240, 480, 450),
+    # addmm: + a complex bias add per output, 2 real adds: fma 480 + 30 = 510; exact 15 x 8*4 = 480
+    (torch.addmm, (torch.randn(5, dtype=C64), torch.randn(3, 4, dtype=C64), torch.randn(4, 5, dtype=C64)),
+     "aten.addmm", 240, 510, 480),
+    # batched (2, 3, 4) @ (2, 4, 5): 2 x 60 complex = 480 real MACs; fma 960; exact 30 outputs x 30 = 900
+    (torch.matmul, (torch.randn(2, 3, 4, dtype=C64), torch.randn(2, 4, 5, dtype=C64)), "aten.bmm", 480, 960, 900),
+    # vdot of 8: 8 complex = 32 real MACs; fma 64; exact 8*8 - 2 = 62
+    (torch.vdot, (torch.randn(8, dtype=C64), torch.randn(8, dtype=C64)), "aten.vdot", 32, 64, 62),
+    # mv (3, 4) @ (4,): 12 complex = 48 real MACs; fma 96; exact 3 x 30 = 90
+    (torch.mv, (torch.randn(3, 4, dtype=C64), torch.randn(4, dtype=C64)), "aten.mv", 48, 96, 90),
+    # addr: 12 outputs, each 1 complex product + the complex add of self: MACs 4 x 12 = 48;
+    # fma 96 + 24 = 120; exact per output 4 mul + 2 add + 2 add = 8 -> 96
+    (torch.addr, (torch.randn(3, 4, dtype=C64), torch.randn(3, dtype=C64), torch.randn(4, dtype=C64)),
+     "aten.addr", 48, 120, 96),
+])
+def test_complex_products(fn: Any, args: tuple[torch.Tensor, ...], op: str, macs: int, fma: int, exact: int) -> None:
+    for convention, flops in (("fma", fma), ("exact", exact)):
+        cost = only(rooflens.analyze(Fn(fn), args, convention=convention), op)
+        assert (cost.macs, cost.flops) == (macs, flops)
+
+
+def test_complex_linear() -> None:
+    # nn.Linear(4, 5) in complex64 on (3, 4): addmm, as test_complex_products: 240 MACs, fma 510
+    lin = nn.Linear(4, 5, dtype=C64)
+    cost = only(rooflens.analyze(lin, torch.randn(3, 4, dtype=C64)), "aten.addmm")
+    assert (cost.macs, cost.flops) == (240, 510)
+    # aten.linear called directly (rare paths): the same
+    call = make_call("aten.linear", {"input": tm(3, 4, dtype="complex64", itemsize=8),
+                                     "weight": tm(5, 4, dtype="complex64", itemsize=8),
+                                     "bias": tm(5, dtype="complex64", itemsize=8)},
+                     (tm(3, 5, dtype="complex64", itemsize=8),))
+    assert (cost_of(call).macs, cost_of(call).flops) == (240, 510)

@@ -22,7 +22,6 @@ from rooflens.types import Cost, TensorMeta
 
 from _helpers import Fn
 
-
 IMG = (2, 4, 8, 8)  # 512 elements
 SEQ = (2, 4, 8)  # 64 elements
 

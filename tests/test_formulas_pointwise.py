@@ -239,9 +239,13 @@ def test_mean_bytes_read_input_write_output() -> None:
 
 
 def test_in_place_and_scalar_overloads_share_the_rule() -> None:
-    for op in ("aten.add", "aten.add_", "aten.rsub", "aten.mul_", "aten.relu_", "aten.gelu_", "aten.sigmoid_"):
+    for op in ("aten.add", "aten.add_", "aten.rsub", "aten.mul_", "aten.relu_", "aten.hardswish_"):
         entry = REGISTRY.get(op)
         assert entry is not None and entry.family == "pointwise", op
+    # the operators that evaluate a transcendental function are a family of their own, in-place forms too
+    for op in ("aten.exp", "aten.tanh_", "aten.sigmoid", "aten.sigmoid_", "aten.silu_", "aten.gelu_", "aten.glu"):
+        entry = REGISTRY.get(op)
+        assert entry is not None and entry.family == "transcendental", op
 
 
 def test_native_dropout_formula_without_train_flag() -> None:

@@ -1,8 +1,9 @@
 """Pooling and resampling formulas. Every expected number is derived by hand in the comment beside it.
 
-Rules: max/avg pool K = prod(kernel) per output element; adaptive pools the exact sum of the bin
-sizes (bin i of a dim spans floor(i*In/Out) .. ceil((i+1)*In/Out)); interpolation per output element:
-nearest 0, linear 3, bilinear 7, trilinear 15, bicubic 31.
+Rules: max pool K = prod(kernel) per output element, average pool K + 1 (the window's adds + 1 divide);
+adaptive pools the exact sum of the bin sizes (bin i of a dim spans floor(i*In/Out) .. ceil((i+1)*In/Out)),
++ 1 divide per output element for the average ones, at every output size (1x1 reaches aten.mean: the same
+count); interpolation per output element: nearest 0, linear 3, bilinear 7, trilinear 15, bicubic 31.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def test_max_pool2d_flops_and_bytes() -> None:
 
 
 @pytest.mark.parametrize(("module", "shape", "op", "flops"), [
-    (nn.AvgPool2d(2), (1, 2, 8, 8), "aten.avg_pool2d", 32 * 4),  # out (1, 2, 4, 4) = 32 x 2x2
+    (nn.AvgPool2d(2), (1, 2, 8, 8), "aten.avg_pool2d", 32 * (4 + 1)),  # out (1, 2, 4, 4) = 32 x (2x2 adds + 1 div)
     (nn.MaxPool2d(2), (1, 2, 8, 8), "aten.max_pool2d_with_indices", 32 * 4),
     (nn.MaxPool2d((2, 4)), (1, 2, 8, 8), "aten.max_pool2d_with_indices", 16 * 8),  # out (1, 2, 4, 2) x 2x4
     (nn.MaxPool3d(2), (1, 2, 4, 4, 4), "aten.max_pool3d_with_indices", 16 * 8),  # out (1, 2, 2, 2, 2) x 2x2x2
-    (nn.AvgPool3d(2), (1, 2, 4, 4, 4), "aten.avg_pool3d", 16 * 8),
+    (nn.AvgPool3d(2), (1, 2, 4, 4, 4), "aten.avg_pool3d", 16 * (8 + 1)),  # 16 x (2x2x2 adds + 1 divide) = 144
     # 1-d pools run as 2-d pools on (N, C, 1, L) with kernel (1, 2): out (2, 4, 1, 4) = 32 x 2
     (nn.MaxPool1d(2), (2, 4, 8), "aten.max_pool2d_with_indices", 32 * 2),
-    (nn.AvgPool1d(2), (2, 4, 8), "aten.avg_pool2d", 32 * 2),
+    (nn.AvgPool1d(2), (2, 4, 8), "aten.avg_pool2d", 32 * (2 + 1)),  # 32 x (2 adds + 1 divide) = 96
 ])
 def test_window_pools(module: nn.Module, shape: tuple[int, ...], op: str, flops: int) -> None:
     got, cost = only(rooflens.analyze(module, input_size=shape))
@@ -76,15 +77,16 @@ def test_bin_sum_by_hand() -> None:
 
 
 @pytest.mark.parametrize(("module", "shape", "op", "flops"), [
-    # H 8 -> 3: 10, W 8 -> 5: 12; N*C = 8 -> 8 x 10 x 12 = 960
-    (nn.AdaptiveAvgPool2d((3, 5)), (2, 4, 8, 8), "aten._adaptive_avg_pool2d", 960),
+    # H 8 -> 3: 10, W 8 -> 5: 12; N*C = 8 -> window adds 8 x 10 x 12 = 960, + 1 divide per output:
+    # (2, 4, 3, 5) = 120 -> 1,080
+    (nn.AdaptiveAvgPool2d((3, 5)), (2, 4, 8, 8), "aten._adaptive_avg_pool2d", 960 + 120),
     # 8 -> 3 along both: 8 x 10 x 10 = 800
     (nn.AdaptiveMaxPool2d(3), (2, 4, 8, 8), "aten.adaptive_max_pool2d", 800),
-    # 1-d runs as 2-d on (2, 4, 1, 8): 8 x (1 -> 1: 1) x (8 -> 3: 10) = 80
-    (nn.AdaptiveAvgPool1d(3), (2, 4, 8), "aten._adaptive_avg_pool2d", 80),
+    # 1-d runs as 2-d on (2, 4, 1, 8): 8 x (1 -> 1: 1) x (8 -> 3: 10) = 80 adds; + 8 x 3 = 24 divides -> 104
+    (nn.AdaptiveAvgPool1d(3), (2, 4, 8), "aten._adaptive_avg_pool2d", 80 + 24),
     (nn.AdaptiveMaxPool1d(3), (2, 4, 8), "aten.adaptive_max_pool2d", 80),
-    # 4 -> 3: bins [0, 2) [1, 3) [2, 4) = 6 per dim; 8 x 6^3 = 1728
-    (nn.AdaptiveAvgPool3d(3), (2, 4, 4, 4, 4), "aten._adaptive_avg_pool3d", 1728),
+    # 4 -> 3: bins [0, 2) [1, 3) [2, 4) = 6 per dim; 8 x 6^3 = 1728 adds; + (2, 4, 3, 3, 3) = 216 divides -> 1944
+    (nn.AdaptiveAvgPool3d(3), (2, 4, 4, 4, 4), "aten._adaptive_avg_pool3d", 1728 + 216),
     (nn.AdaptiveMaxPool3d(3), (2, 4, 4, 4, 4), "aten.adaptive_max_pool3d", 1728),
 ])
 def test_adaptive_pools(module: nn.Module, shape: tuple[int, ...], op: str, flops: int) -> None:
@@ -99,6 +101,27 @@ def test_global_average_pool_is_a_mean() -> None:
     assert got == "aten.mean"
     # read 512 x 4 B = 2048; written (2, 4, 1, 1) 8 x 4 B = 32
     assert cost == Cost(0, 520, 2048, 32)
+
+
+@pytest.mark.parametrize(("module", "shape", "op", "flops"), [
+    # the same rule at every output size: window adds + 1 divide per output element.
+    # 2x2 out of 8x8, N*C = 8: each output a 4x4 window, 16 adds + 1 divide; 32 outputs -> 32 x 17 = 544
+    (nn.AdaptiveAvgPool2d(2), (2, 4, 8, 8), "aten._adaptive_avg_pool2d", 32 * 17),
+    (nn.AvgPool2d(4), (2, 4, 8, 8), "aten.avg_pool2d", 32 * 17),  # the same windows as a windowed pool
+    # 1x1: torch runs a mean over (H, W): 8 outputs x (64 adds + 1 divide) = 520
+    (nn.AdaptiveAvgPool2d(1), (2, 4, 8, 8), "aten.mean", 8 * 65),
+    # 1-d and 3-d at 1: means too. (2, 4, 8) -> 8 outputs x (8 + 1) = 72; (2, 4, 4, 4, 4) -> 8 x (64 + 1) = 520
+    (nn.AdaptiveAvgPool1d(1), (2, 4, 8), "aten.mean", 8 * 9),
+    (nn.AdaptiveAvgPool3d(1), (2, 4, 4, 4, 4), "aten.mean", 8 * 65),
+    # (1, 2, 2) out of 4x4x4: windows 4x2x2 = 16, 32 outputs -> 32 x 17 = 544
+    (nn.AdaptiveAvgPool3d((1, 2, 2)), (2, 4, 4, 4, 4), "aten._adaptive_avg_pool3d", 32 * 17),
+])
+def test_adaptive_average_is_one_rule_at_every_output_size(
+    module: nn.Module, shape: tuple[int, ...], op: str, flops: int
+) -> None:
+    got, cost = only(rooflens.analyze(module, input_size=shape))
+    assert got == op
+    assert cost.flops == flops
 
 
 def test_adaptive_pool_bytes() -> None:

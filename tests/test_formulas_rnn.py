@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import rooflens
 from rooflens.formulas import REGISTRY

@@ -1,11 +1,13 @@
 """The hardware catalogue: every built-in entry, the known traps, quantities, file validation, registry.
 
 Expected figures are written out by hand from the datasheets (see src/rooflens/hardware/data/*.toml and
-reference/hardware.md), never recomputed with the code under test.
+docs/hardware.md), never recomputed with the code under test.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -429,6 +431,42 @@ def test_to_toml_round_trip_unpublished_bandwidth(tmp_path: Path) -> None:
     nnie = hw.get("hi3519av100-nnie")
     (loaded,) = hw.load_file(_write(tmp_path, nnie.to_toml()))
     assert loaded.as_dict() == nnie.as_dict()
+
+
+def test_to_toml_round_trip_of_extra_values(tmp_path: Path) -> None:
+    # what a measured profile keeps in extra: curves of float rows, scalars, flags, text, dates, tables;
+    # a short spec still writes a [[device]] table, so two of them make one valid file
+    extra = {
+        "gemm_fp32": [[65_536.0, 12_288.0, 1.0000000000000002e-06], [1e18, 0.1, 3.0e-300]],
+        "load_average": (0.5, 1.25),  # a tuple comes back as a list
+        "threads": 2, "quick": True, "torch": 'a "quoted"\nline', "date": dt.date(2025, 1, 31),
+        "nested": {"a": [], "b": {"c": -0.0}},
+    }
+    tiny = HardwareSpec(id="t", name="T", vendor="V", kind="cpu", peak_flops_per_s={"fp32": 1e9},
+                        bandwidth_bytes_per_s=1e9, source="s", extra=extra)
+    assert tiny.extra["load_average"] == [0.5, 1.25]
+    text = tiny.to_toml() + "\n" + _spec().to_toml()
+    first, second = hw.load_file(_write(tmp_path, text))
+    assert first.as_dict() == tiny.as_dict() and second.id == "my-npu"
+    assert first.extra["gemm_fp32"][0][2] == 1.0000000000000002e-06  # floats survive exactly
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_extra_is_refused_not_written_as_text(value: float, tmp_path: Path) -> None:
+    # the old writer stored nan as the string "nan"; a non-finite figure is now refused where it enters,
+    # by construction or from a file, with the key that holds it
+    with pytest.raises(HardwareError, match=r"extra.gemm_fp32\[1\]\[2\] is .*finite numbers only"):
+        _spec(extra={"gemm_fp32": [[1.0, 2.0, 3.0], [1.0, 2.0, value]]})
+    text = _variant() + f"\n[device.extra]\nop_overhead_seconds = {value}\n"
+    with pytest.raises(HardwareError, match=r"devices.toml: .*extra.op_overhead_seconds is .*finite numbers only"):
+        hw.load_file(_write(tmp_path, text))
+
+
+def test_extra_values_a_file_cannot_hold_are_refused() -> None:
+    with pytest.raises(HardwareError, match=r"extra.when is a NoneType; a hardware file holds"):
+        _spec(extra={"when": None})
+    with pytest.raises(HardwareError, match=r"extra.t: key 1 is not a string"):
+        _spec(extra={"t": {1: 2.0}})
 
 
 # ---- registry -----------------------------------------------------------------------------------

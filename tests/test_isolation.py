@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 import torch
-from _helpers import tiny_net
-from _state import assert_same_state, fakes, state
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import rooflens
 from rooflens.errors import ModelError
+
+from _helpers import tiny_net
+from _state import assert_same_state, fakes, state
 
 
 class RotaryCache(nn.Module):
@@ -273,3 +274,13 @@ def test_a_shape_error_prints_no_torch_traceback(caplog: pytest.LogCaptureFixtur
         rooflens.analyze(nn.Linear(4, 5), input_size=(2, 3))
     assert [r for r in caplog.records if r.name.startswith("torch")] == []
     assert logging.getLogger("torch._subclasses.fake_tensor").filters == []
+
+
+def test_a_hook_that_keeps_outputs_in_the_users_list() -> None:
+    model = tiny_net()
+    kept: list[torch.Tensor] = []
+    model.fc.register_forward_hook(lambda module, args, out: kept.append(out))
+    before = state(model, kept)
+    rooflens.analyze(model, input_size=(1, 3, 16, 16))
+    assert kept == []
+    assert_same_state(before, state(model, kept))

@@ -142,6 +142,15 @@ def test_statistics_by_hand() -> None:
     assert d["iters"] == 5 and d["throughput_per_s"] == pytest.approx(8 / 0.003)
     assert d["samples_seconds"] == list(ms)
     assert percentile([1.0], 99) == 1.0
+    # statistics.quantiles(method="inclusive") is numpy's/torch's "linear": the ends are min and max, the
+    # values need no sorting, and q is a whole number of percent
+    assert percentile([3.0, 1.0, 2.0], 0) == 1.0 and percentile([3.0, 1.0, 2.0], 100) == 3.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([1.0, 2.0], 25) == pytest.approx(1.25)
+    for bad in (101, -1, 50.5, True):
+        with pytest.raises(ValueError, match="whole number from 0 to 100"):
+            percentile([1.0, 2.0], bad)
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
     with pytest.raises(InputError):
         Measurement((), batch_size=1, device="cpu", dtype=None, threads=None, warmup=1)
 

@@ -20,7 +20,7 @@ import rooflens
 import rooflens.hardware as hw
 from rooflens.errors import HardwareError
 from rooflens.hardware import HardwareSpec, Kind, Precision
-from rooflens.hardware.microbench import benchmark, robust_median
+from rooflens.measurement.microbench import benchmark, robust_median
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from torch import nn
 import rooflens
 
 torchvision = pytest.importorskip("torchvision")
-from torchvision import models  # noqa: E402
+from torchvision import models
 
-from rooflens.zoo import load_model  # noqa: E402
+from rooflens.zoo import load_model
 
 
 def classic_alexnet() -> nn.Module:

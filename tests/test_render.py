@@ -1,4 +1,5 @@
-"""Renderings of a small deterministic model: the rich table (golden files), JSON, CSV, Markdown, HTML.
+"""Renderings of a small deterministic model: the rich table (golden files), JSON, CSV, Markdown, HTML;
+documents of neutral blocks in every format; and the report layer's place below measurement and api.
 
 The golden files in tests/golden/ follow the formulas: when a formula changes on purpose, rewrite them
 with ``pytest tests/test_render.py --update-golden`` and review the diff.
@@ -6,21 +7,42 @@ with ``pytest tests/test_render.py --update-golden`` and review the diff.
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from _helpers import tiny_net
+from torch import nn
 
 import rooflens
-from rooflens.report.formats import UNSUPPORTED_LABEL, module_rows, tree_prefixes
+from rooflens.report.document import (
+    FORMATS,
+    RENDERERS,
+    Document,
+    Gap,
+    Grid,
+    Heading,
+    Labels,
+    Note,
+    Pre,
+    render_html,
+    render_json,
+    render_markdown,
+    render_table,
+)
+from rooflens.report.summary import UNSUPPORTED_LABEL
+from rooflens.report.table import module_rows, tree_prefixes
 from rooflens.report.terminal import fit_columns
-from rooflens.report.units import ByteUnit
+from rooflens.report.units import ByteUnit, bytes3, rate
 from rooflens.types import Cost, OpRecord, TensorMeta
+
+from _helpers import tiny_net
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +218,136 @@ def test_import_does_not_load_rich():
     code = "import sys, rooflens; print('rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# ---- module names that are not plain identifiers ------------------------------------------------------
+
+
+class OddNames(nn.Module):
+    """Submodule names torch accepts but Markdown tables do not: a pipe, a line break, a backtick."""
+
+    NAMES = ("a|b", "x\ny", "t`ick")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module("a|b", nn.Linear(4, 4))
+        self.add_module("x\ny", nn.ReLU())
+        self.add_module("t`ick", nn.Identity())
+
+    def forward(self, x):
+        for name in self.NAMES:
+            x = getattr(self, name)(x)
+        return x
+
+
+def table_rows(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+def cells(row: str) -> list[str]:
+    """The cells of a GitHub table row: split on the pipes that are not escaped."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+
+
+def test_markdown_escapes_module_names_golden(golden):
+    report = rooflens.analyze(OddNames(), input_size=(2, 4), name="Odd|net")
+    md = report.to_markdown()
+    golden("odd_names.md", md)
+    rows = table_rows(md)
+    assert len(rows) == 2 + 1 + len(OddNames.NAMES)  # header, rule, the root and one row per module
+    assert [len(cells(r)) for r in rows] == [9] * len(rows)  # no name adds or splits a column
+    shown = []
+    for row in rows[3:]:
+        code = re.fullmatch(r"(`+) ?(.*?) ?\1", cells(row)[0])
+        assert code, row
+        shown.append(code.group(2).replace("\\|", "|").replace("\\n", "\n"))
+    assert shown == list(OddNames.NAMES)  # the names, read back from the code spans
+    assert "**Odd\\|net**" in rows[2]
+    text = report.render(width=120)  # the table keeps one line per module too
+    assert "├─ x\\ny" in text and "├─ a|b" in text
+
+
+# ---- documents of neutral blocks ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def document() -> Document:
+    return Document(
+        title="rooflens: a <test> & more",
+        blocks=(
+            Heading("Devices | and pipes"),
+            Labels([("Model", "Net"), ("Peak", "1.00 KB at relu")]),
+            Grid(("Name", "Value"), [("a|b", "1.5"), ("<c>", "22")], frozenset({"Value"})),
+            Note("A note."),
+            Gap(),
+            Pre(["col   1", "col  22"]),
+        ),
+        data=lambda: {"answer": 42},
+        csv=lambda: "name,value\n",
+    )
+
+
+def test_document_goldens(document, golden):
+    golden("document.txt", render_table(document, 60))
+    golden("document.md", render_markdown(document))
+    golden("document.html", render_html(document))
+
+
+def test_document_formats(document):
+    assert FORMATS == tuple(RENDERERS) == ("table", "json", "csv", "markdown", "html", "toml")
+    assert document.formats() == ("table", "json", "csv", "markdown", "html")  # no TOML given
+    assert json.loads(render_json(document)) == {"answer": 42}
+    with pytest.raises(rooflens.errors.InputError, match="has no TOML form"):
+        RENDERERS["toml"](document, 80)
+    md = render_markdown(document)
+    assert "| a\\|b | 1.5 |" in md and "## Devices \\| and pipes" in md
+    page = render_html(document)
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+    assert "&lt;c&gt;" in page and "<c>" not in page and "a &lt;test&gt; &amp; more" in page
+    text = render_table(document, 60)
+    assert max(map(len, text.splitlines())) <= 60 and "\x1b[" not in text
+
+
+def test_report_document_is_the_report_renderers(report):
+    doc = rooflens.report.document.report_document(report, depth=1, byte_unit=ByteUnit.BINARY)
+    assert render_table(doc, 100) == report.render(depth=1, width=100, byte_unit="binary")
+    assert render_markdown(doc) == report.to_markdown(depth=1, byte_unit="binary")
+    assert json.loads(render_json(doc)) == json.loads(report.to_json())
+    assert RENDERERS["csv"](doc, 80) == report.to_csv(byte_unit="binary")
+
+
+def test_byte_units_of_sizes_and_rates():
+    assert bytes3(4.48e11, ByteUnit.SI, "B/s") == "448 GB/s"
+    assert bytes3(4.48e11, ByteUnit.BINARY, "B/s") == f"{4.48e11 / 2**30:.0f} GiB/s" == "417 GiB/s"
+    assert bytes3(16e9, ByteUnit.BINARY) == f"{16e9 / 2**30:.1f} GiB" == "14.9 GiB"
+    assert rate(4.48e11) == "448.00 GB/s" and rate(4.48e11, ByteUnit.BINARY) == f"{4.48e11 / 2**30:.2f} GiB/s"
+
+
+# ---- layers ------------------------------------------------------------------------------------------
+
+REPORT_DIR = Path(rooflens.__file__).parent / "report"
+# The layers below report (and report itself): what a module of rooflens.report may import.
+BELOW_REPORT = {"types", "errors", "hardware", "formulas", "capture", "analysis", "params", "report"}
+
+
+def rooflens_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import of rooflens in a file: at the top, in functions, for type checking."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "rooflens" else [node.module]
+            found += [(node.lineno, n) for n in names]
+    return [(line, name) for line, name in found if name.split(".")[0] == "rooflens"]
+
+
+def test_the_report_layer_imports_nothing_above_it():
+    files = sorted(REPORT_DIR.glob("*.py"))
+    assert {f.name for f in files} >= {"report.py", "table.py", "export.py", "document.py", "measured.py"}
+    above = [
+        f"{f.name}:{line} imports {name}"
+        for f in files for line, name in rooflens_imports(f)
+        if len(name.split(".")) < 2 or name.split(".")[1] not in BELOW_REPORT
+    ]
+    assert above == []

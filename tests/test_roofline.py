@@ -261,14 +261,14 @@ def test_roofline_json_golden(tiny_report, golden):
 
 
 def test_hardware_text_golden(golden):
-    from rooflens.report.formats import hardware_lines
+    from rooflens.report.hardware_render import hardware_lines
     from rooflens.report.terminal import label_grid, plain_text
 
     golden("hw_show_a4000.txt", plain_text([label_grid(hardware_lines(hw.get("a4000")))], width=120))
 
 
 def test_comparison_golden(tiny_report, golden):
-    from rooflens.report.formats import COMPARE_COLUMNS, COMPARE_NUMERIC, comparison_rows
+    from rooflens.report.roofline_render import COMPARE_COLUMNS, COMPARE_NUMERIC, comparison_rows
     from rooflens.report.terminal import grid_table, plain_text
 
     reports = [tiny_report.with_hardware(d) for d in ("a4000", "t4", "h100-sxm", "jetson-orin-nano")]

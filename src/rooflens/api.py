@@ -14,6 +14,7 @@ from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_d
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
+from rooflens.measurement import measure as measure_latency
 from rooflens.report.report import Report
 from rooflens.types import Convention, TensorMeta, Widths
 
@@ -33,6 +34,7 @@ def analyze(
     act_bits: int | None = None,
     backward: bool = False,
     measure: bool = False,
+    value_checks: str = "assume",
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
@@ -56,6 +58,10 @@ def analyze(
     ``measure``: also time real forward passes on the model's device (10 warm-up calls, the median of
     50; see :func:`rooflens.measure` for more control) and report them beside the counts and the
     roofline (``report.measurement``, ``report.achieved``). Needs real weights.
+    ``value_checks``: a model on the meta device has no values; when its code asks a yes/no question of a
+    tensor (``attention_mask.all()``: is there padding?), ``"assume"`` (default) answers yes -- masks all
+    ones, no padding -- and lists each assumption in ``report.diagnostics``; ``"error"`` raises instead.
+    A model with real weights is run on real copies of its tensors when fake execution needs a value.
 
     The forward runs on fake tensors under ``torch.no_grad()`` (with grad when ``backward``): nothing is
     computed and the model, its parameters (and their ``.grad``), buffers, hooks and ``training`` flag
@@ -66,7 +72,8 @@ def analyze(
     with isolated():
         return _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
                         convention=convention, name=name, hardware=hardware, precision=precision,
-                        weight_bits=weight_bits, act_bits=act_bits, backward=backward, measure=measure)
+                        weight_bits=weight_bits, act_bits=act_bits, backward=backward, measure=measure,
+                        value_checks=value_checks)
 
 
 def _analyze(
@@ -84,6 +91,7 @@ def _analyze(
     act_bits: int | None,
     backward: bool,
     measure: bool,
+    value_checks: str,
 ) -> Report:
     wrapper = type(model).__name__
     model, unwrapped = unwrap(model)
@@ -95,15 +103,14 @@ def _analyze(
     widths = Widths(
         parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits
     )
-    args, kwargs = model_inputs(inputs, input_size, parse_dtype(input_dtype, "input_dtype") or dt or torch.float32)
+    in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or dt or torch.float32
+    args, kwargs = model_inputs(inputs, input_size, in_dtype)
     options = Options(convention=conv, widths=widths, backward=bool(backward))
-    capture = run_capture(model, args, kwargs, options=options, dtype=dt)
+    capture = run_capture(model, args, kwargs, options=options, dtype=dt, value_checks=value_checks)
     nodes = build_tree(model, capture.records, capture.calls, capture.output_shapes)
     leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     measurement = None
     if measure:
-        from rooflens.measurement import measure as measure_latency
-
         real_inputs = None if input_size is not None else (args if not kwargs else kwargs)
         measurement = measure_latency(
             model, real_inputs, input_size=input_size, device=_device(model, leaves), dtype=dt,

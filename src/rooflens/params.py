@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from rooflens.errors import InputError
 from rooflens.types import ParamStats
@@ -27,14 +28,30 @@ def _has_values(t: torch.Tensor) -> bool:
     return t.device.type != "meta" and not isinstance(t, FakeTensor)
 
 
-def _nonzero(t: torch.Tensor, cache: dict[int, int] | None = None) -> int:
-    if cache is not None and id(t) in cache:
-        return cache[id(t)]
+# Non-zero counts by tensor, valid while the tensor's version counter is unchanged (an in-place write bumps
+# it): analysing the same weights again does not read them again. Weak keys: nothing of the user's is kept.
+_NONZERO: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _nonzero(t: torch.Tensor) -> int:
+    known = _NONZERO.get(t)
+    if known is not None and known[0] == t._version:
+        return int(known[1])
     with torch.no_grad():
-        n = int(torch.count_nonzero(t.detach()).item())
-    if cache is not None:
-        cache[id(t)] = n
+        data = t.detach()
+        if _np is not None and data.device.type == "cpu" and data.dtype in _NUMPY_DTYPES:
+            n = int(_np.count_nonzero(data.numpy()))  # about twice as fast as torch.count_nonzero on the CPU
+        else:
+            n = int(torch.count_nonzero(data).item())
+    _NONZERO[t] = (t._version, n)
     return n
+
+
+try:  # numpy is optional for torch; where it is installed, its count is the faster one
+    import numpy as _np
+except ImportError:  # pragma: no cover
+    _np = None  # type: ignore[assignment]
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int8, torch.uint8, torch.int32, torch.int64)
 
 
 def _check_module(model: object) -> torch.nn.Module:
@@ -83,15 +100,16 @@ def model_size_bytes(
     return math.ceil(total_bits / 8)
 
 
-def param_stats(module: torch.nn.Module, *, nonzero_cache: dict[int, int] | None = None) -> ParamStats:
-    """Counts for ``module`` and everything below it; ``nonzero`` is None when values are unknown."""
-    params = _unique(module.parameters())
-    buffers = _unique(module.buffers())
-    known = all(_has_values(p) for p in params)
+def param_stats(
+    params: Iterable[torch.Tensor], buffers: Iterable[torch.Tensor], *, count_nonzero: bool = True
+) -> ParamStats:
+    """Counts of distinct ``params`` and ``buffers``; ``nonzero`` is None when values are unknown or not counted."""
+    params, buffers = _unique(params), _unique(buffers)
+    known = count_nonzero and all(_has_values(p) for p in params)
     return ParamStats(
         total=sum(p.numel() for p in params),
         trainable=sum(p.numel() for p in params if p.requires_grad),
-        nonzero=sum(_nonzero(p, nonzero_cache) for p in params) if known else None,
+        nonzero=sum(_nonzero(p) for p in params) if known else None,
         bytes=sum(p.numel() * p.element_size() for p in params),
         buffers=sum(b.numel() for b in buffers),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),

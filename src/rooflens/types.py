@@ -136,6 +136,7 @@ class OpRecord:
     supported: bool = True  # False: no formula; only bytes are counted
     via: str = ""  # the operator this one was decomposed from, if any
     phase: str = "forward"  # "backward" for the operators of the backward pass
+    family: str = ""  # the formula family of the operator ("conv", "matmul", ...); "" without a formula
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ class OpRecord:
             "supported": self.supported,
             "via": self.via,
             "phase": self.phase,
+            "family": self.family,
         }
 
 

@@ -165,7 +165,7 @@ def _crop_size(name: str) -> tuple[int, int] | None:
     try:
         transforms = models.get_model_weights(name).DEFAULT.transforms()
         crop = list(transforms.crop_size)
-    except Exception:
+    except (AttributeError, KeyError, ValueError):  # no weights, or transforms without a crop (optical flow)
         return None
     if len(crop) == 1:
         crop = crop * 2
@@ -246,9 +246,8 @@ def _getattr_path(module: Any, attr: str, where: str) -> Any:
 
 def _build(obj: Any, what: str, meta: bool | None) -> torch.nn.Module:
     if isinstance(obj, torch.nn.Module):
-        if meta:
-            obj = obj.to("meta")
-        return obj.eval()
+        module: torch.nn.Module = obj.to("meta") if meta else obj
+        return module.eval()
     if not callable(obj):
         raise SpecError(f"{what} is not a class or function that builds an nn.Module (got {type(obj).__name__})")
     try:
@@ -341,4 +340,4 @@ def torchvision_models() -> list[str]:
     return sorted(_torchvision_families())
 
 
-__all__ = ["Example", "LoadedModel", "SPEC_HELP", "load_model", "torchvision_family", "torchvision_models"]
+__all__ = ["SPEC_HELP", "Example", "LoadedModel", "load_model", "torchvision_family", "torchvision_models"]

@@ -8,30 +8,44 @@ Per operator record::
 ``overhead`` is the framework's cost of running the operator in an eager model (below). The
 efficiencies ``e_c`` (share of the peak) and ``e_m`` (achieved bytes/s over the DRAM bandwidth) depend
 on the operator's **kind** and its **size**, and come from the device's micro-benchmarks
-(:mod:`rooflens.hardware.microbench`). Each kind has one curve of measured points; a point of time
+(:mod:`rooflens.measurement.microbench`). Each kind has one curve of measured points; a point of time
 ``t`` doing ``FLOPs`` and ``bytes`` gives ``e_c = FLOPs / (peak x (t - overhead))`` or
 ``e_m = bytes / (bandwidth x (t - overhead))``: what the work beyond the fixed cost of an operator
 (``op_overhead_seconds``) reached.
 
+An operator's kind follows from its formula family (``OpRecord.family``: the family of the registry entry
+that counted it, ``"conv"``, ``"matmul"``, ...; a record without one takes its operator's entry's), and,
+inside the memory-bound families that several curves were measured for, from its shapes and FLOPs: the
+curve of the measured operator nearest to it.
+
 =================  =============================================  ======================================
-kind               operators                                      efficiency read off
+kind               operators (formula family)                     efficiency read off
 =================  =============================================  ======================================
-``gemm``           mm, addmm, bmm, matmul, linear, attention      ``e_c``: square GEMMs at the op's
-                                                                  FLOPs; ``e_m``: matrix-vector products
-                                                                  (``gemv``) at its bytes
-``conv3x3``,       convolutions: dense k x k, pointwise 1x1,      ``e_c``: the grid of convolutions of
-``conv1x1``,       depthwise, grouped                             the sort, at the op's FLOPs and output
-``dwconv3x3``,                                                    pixels (N x H x W: how often each
+``gemm``           matmul, attention, rnn, linalg and fft         ``e_c``: square GEMMs at the op's
+                   families, forward and backward, and any other  FLOPs; ``e_m``: matrix-vector products
+                   operator with MACs (deform_conv2d)             (``gemv``) at its bytes
+``conv3x3``,       conv family, forward and backward: dense       ``e_c``: the grid of convolutions of
+``conv1x1``,       k x k, pointwise 1x1, depthwise, grouped       the sort, at the op's FLOPs and output
+``dwconv3x3``,     (from the input and weight shapes)             pixels (N x H x W: how often each
 ``gconv3x3``                                                      weight is reused) and output/input
                                                                   channels; ``e_m``: ``add``
-``maxpool``        max and average pooling                        ``e_c``: max pool 3x3/2 at its FLOPs
-``batchnorm``,     the operator family of the same name           ``e_m``: the family's sweep at the
-``layernorm``,     (norms; sigmoid/SiLU/tanh/softmax; GELU;       op's bytes (``e_c`` = 1)
-``sigmoid``,       means and sums; cat/stack/copies)
-``gelu``, ``mean``,
-``cat``
-``relu_``          any other in-place operator (``aten.*_``)      ``e_m``: ``relu_`` at its bytes
-``add``            any other operator                             ``e_m``: ``add`` (a fresh output)
+``maxpool``        pool family: pooling (max, average,            ``e_c``: max pool 3x3/2 at its FLOPs
+                   adaptive), not resampling nor backwards
+``batchnorm``,     norm family: at most 2 FLOPs per element       ``e_m``: the sweep of the measured
+``layernorm``      (running statistics: a scale and a shift) /    operator at the op's bytes
+                   more (statistics computed)                     (``e_c`` = 1)
+``mean``           reduction family, output smaller than the
+                   input (sums, means, norms, max ...)
+``cat``            memory family (copies, concatenation,
+                   padding, gathers, factories)
+``gelu``,          transcendental family (exp, tanh, sigmoid,
+``sigmoid``        SiLU, GELU ...) and softmax-like reductions
+                   (softmax, log_softmax): 5 or more FLOPs per
+                   element (GELU 5) / fewer (sigmoid 4)
+``relu_``          any other operator (pointwise family,          ``e_m``: ``relu_`` at its bytes
+                   resampling, pool backwards, unsupported
+                   operators ...), in place (``aten.*_``)
+``add``            ... with a fresh output                        ``e_m``: ``add``
 =================  =============================================  ======================================
 
 Along a one-dimensional curve, the point times are interpolated linearly in log(size)-log(time); sizes
@@ -74,80 +88,108 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError
+from rooflens.formulas import REGISTRY
 from rooflens.hardware.spec import HardwareSpec, Precision
-from rooflens.types import OpRecord
+from rooflens.types import ModuleNode, OpRecord, TensorMeta
 
-if TYPE_CHECKING:
-    from rooflens.report.report import Report
+
+class Counted(Protocol):
+    """What :func:`predict` reads of a report (a structural type: the report layer sits above this one)."""
+
+    @property
+    def records(self) -> Sequence[OpRecord]: ...
+
+    @property
+    def modules(self) -> Mapping[str, ModuleNode]: ...
+
+    @property
+    def precision(self) -> Precision: ...
 
 # ---- operator kinds ---------------------------------------------------------------------------------
+# An operator's kind follows from its formula family (``OpRecord.family``, the family of the operator's
+# entry in the formula registry), never from lists of operator names: every operator a family counts gets
+# the family's kind, including those added to the registry later. See the module docstring's table.
 
-GEMM_OPS = frozenset({
-    "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.addbmm", "aten.matmul", "aten.linear",
-    "aten._addmm_activation", "aten.addmv", "aten.mv", "aten.dot", "aten.einsum",
-    "aten._scaled_dot_product_flash_attention_for_cpu", "aten._scaled_dot_product_flash_attention",
-    "aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_cudnn_attention",
-    "aten.scaled_dot_product_attention", "aten._native_multi_head_attention",
-})
-CONV_OPS = frozenset({
-    "aten.convolution", "aten._convolution", "aten.conv1d", "aten.conv2d", "aten.conv3d",
-    "aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d", "aten.mkldnn_convolution",
-    "aten.cudnn_convolution",
-})
+COMPUTE_FAMILIES = frozenset({"matmul", "attention", "rnn", "linalg", "fft"})  # compute-bound: the GEMM curve
+CONV_FAMILY = "conv"
 CONV_KINDS = ("conv3x3", "conv1x1", "dwconv3x3", "gconv3x3")
-FAMILY_OPS: Mapping[str, frozenset[str]] = MappingProxyType({
-    "batchnorm": frozenset({
-        "aten.native_batch_norm", "aten._native_batch_norm_legit_no_training", "aten._native_batch_norm_legit",
-        "aten.batch_norm", "aten._batch_norm_impl_index", "aten.instance_norm",
-    }),
-    "layernorm": frozenset({
-        "aten.native_layer_norm", "aten.layer_norm", "aten.native_group_norm", "aten.group_norm", "aten.rms_norm",
-        "aten._fused_rms_norm",
-    }),
-    "sigmoid": frozenset({
-        "aten.sigmoid", "aten.sigmoid_", "aten.silu", "aten.silu_", "aten.tanh", "aten.tanh_", "aten.exp",
-        "aten.exp_", "aten._softmax", "aten.softmax", "aten._log_softmax", "aten.log_softmax", "aten.elu",
-        "aten.elu_", "aten.mish", "aten.mish_", "aten.softplus", "aten.log_sigmoid_forward",
-    }),
-    "gelu": frozenset({"aten.gelu", "aten.gelu_", "aten.erf", "aten.erf_"}),
-    "maxpool": frozenset({
-        "aten.max_pool1d", "aten.max_pool2d", "aten.max_pool3d", "aten.max_pool1d_with_indices",
-        "aten.max_pool2d_with_indices", "aten.max_pool3d_with_indices", "aten.avg_pool1d", "aten.avg_pool2d",
-        "aten.avg_pool3d",
-    }),
-    "mean": frozenset({
-        "aten.mean", "aten.sum", "aten._adaptive_avg_pool2d", "aten.adaptive_avg_pool2d",
-        "aten._adaptive_avg_pool3d", "aten.adaptive_avg_pool1d", "aten.amax", "aten.var_mean", "aten.var",
-        "aten.std", "aten.norm", "aten.linalg_vector_norm",
-    }),
-    "cat": frozenset({
-        "aten.cat", "aten.stack", "aten.clone", "aten.copy_", "aten._to_copy", "aten.contiguous", "aten.copy",
-    }),
-})
-_FAMILY_OF = {op: family for family, ops in FAMILY_OPS.items() for op in ops}
-FLOPS_KEYED = frozenset({"maxpool"})  # families whose curve is read at the operator's FLOPs
+FLOPS_KEYED = frozenset({"maxpool"})  # kinds whose curve is read at the operator's FLOPs
+# Inside the families that several curves were measured for, the curve of the measured operator whose FLOPs
+# per output element are nearest (batch norm in evaluation 2, layer norm 8; sigmoid 4, GELU 5).
+SCALE_SHIFT_FLOPS = 2  # a norm of at most this per element applies running statistics: the batchnorm curve
+SIGMOID_FLOPS = 3  # a softmax-like reduction of at least this per element: the sigmoid curve
+GELU_FLOPS = 5  # a transcendental operator (or softmax-like reduction) of at least this: the GELU curve
+
+
+def record_family(record: OpRecord) -> str:
+    """The formula family of ``record``: its own, or its operator's registry entry's for records without one."""
+    if record.family:
+        return record.family
+    entry = REGISTRY.get(record.op)
+    return entry.family if entry is not None else ""
 
 
 def op_kind(record: OpRecord) -> str:
-    """The kind of an operator record: ``"gemm"``, a convolution sort, a family, ``"relu_"`` or ``"add"``."""
-    if record.op in GEMM_OPS:
-        return "gemm"
-    if record.op in CONV_OPS:
+    """The kind of an operator record, from its formula family (see the module docstring).
+
+    ``"gemm"``, a convolution sort (``"conv3x3"``, ``"conv1x1"``, ``"dwconv3x3"``, ``"gconv3x3"``),
+    ``"maxpool"``, ``"batchnorm"``, ``"layernorm"``, ``"mean"``, ``"cat"``, ``"gelu"``, ``"sigmoid"``,
+    ``"relu_"`` or ``"add"``.
+    """
+    family = record_family(record)
+    if family == CONV_FAMILY:
         return _conv_kind(record)
-    family = _FAMILY_OF.get(record.op)
-    if family is not None:
-        return family
-    return "relu_" if record.op.endswith("_") else "add"
+    if family in COMPUTE_FAMILIES or record.cost.macs > 0:
+        return "gemm"
+    if family == "norm":
+        return "batchnorm" if _flops_per_output(record) <= SCALE_SHIFT_FLOPS else "layernorm"
+    if family == "memory":
+        return "cat"
+    if family == "pool" and record.phase != "backward" and not _grows(record):
+        return "maxpool"  # pooling; resampling (a larger output) and the backwards are plain elementwise work
+    if family == "reduction" and _shrinks(record):
+        return "mean"
+    per_element = _flops_per_output(record)
+    if family == "transcendental":
+        return "gelu" if per_element >= GELU_FLOPS else "sigmoid"
+    if family == "reduction" and per_element >= SIGMOID_FLOPS:  # softmax, log_softmax: exp on every element
+        return "gelu" if per_element >= GELU_FLOPS else "sigmoid"
+    return "relu_" if record.op.endswith("_") else "add"  # aten's in-place operators end with "_"
+
+
+def _flops_per_output(record: OpRecord) -> float:
+    out = record.outputs[0].numel if record.outputs else 0
+    return record.cost.flops / out if out else 0.0
+
+
+def _shrinks(record: OpRecord) -> bool:
+    """Whether the output is smaller than the first input (a reduction, not a softmax or a scan)."""
+    return bool(record.inputs and record.outputs) and record.outputs[0].numel < record.inputs[0].numel
+
+
+def _grows(record: OpRecord) -> bool:
+    """Whether the output is larger than the first input (an upsampling, not a pooling)."""
+    return bool(record.inputs and record.outputs) and record.outputs[0].numel > record.inputs[0].numel
+
+
+def _conv_operands(record: OpRecord) -> tuple[TensorMeta, TensorMeta, TensorMeta] | None:
+    """(input, weight, output-shaped tensor) of a convolution record, forward or backward."""
+    if record.phase == "backward" and len(record.inputs) >= 3:  # convolution_backward(grad_output, input, weight)
+        return record.inputs[1], record.inputs[2], record.inputs[0]
+    if len(record.inputs) >= 2 and record.outputs:
+        return record.inputs[0], record.inputs[1], record.outputs[0]
+    return None
 
 
 def _conv_kind(record: OpRecord) -> str:
-    if len(record.inputs) < 2:
+    operands = _conv_operands(record)
+    if operands is None:
         return "conv3x3"
-    x, w = record.inputs[0].shape, record.inputs[1].shape
+    x, w = operands[0].shape, operands[1].shape
     if len(x) < 3 or len(w) < 3 or w[1] == 0:
         return "conv3x3"
     channels = x[1]
@@ -163,16 +205,18 @@ def _conv_kind(record: OpRecord) -> str:
 
 def _channel_ratio(record: OpRecord) -> float:
     """Output over input channels of a convolution (1 when the shapes do not say)."""
-    if len(record.inputs) < 2 or len(record.inputs[0].shape) < 2 or not record.inputs[0].shape[1]:
+    operands = _conv_operands(record)
+    if operands is None or len(operands[0].shape) < 2 or not operands[0].shape[1] or not operands[1].shape:
         return 1.0
-    return record.inputs[1].shape[0] / record.inputs[0].shape[1]
+    return operands[1].shape[0] / operands[0].shape[1]
 
 
 def _output_pixels(record: OpRecord) -> float:
     """N x H x W of a convolution's output (elements per output channel)."""
-    if not record.outputs or len(record.outputs[0].shape) < 2 or record.outputs[0].shape[1] == 0:
+    operands = _conv_operands(record)
+    if operands is None or len(operands[2].shape) < 2 or operands[2].shape[1] == 0:
         return 1.0
-    out = record.outputs[0]
+    out = operands[2]
     return max(1.0, out.numel / out.shape[1])
 
 
@@ -319,7 +363,7 @@ def calibrate(spec: HardwareSpec) -> Calibration:
         raise HardwareError(
             f"{spec.name} ({spec.id}) has no micro-benchmark curves ({', '.join(missing)} missing); a calibrated "
             "prediction needs a device measured on the machine: `rooflens hw bench --save FILE`, or "
-            "rooflens.hardware.benchmark()"
+            "rooflens.measurement.benchmark()"
         )
     overhead = float(extra.get("op_overhead_seconds", 0.0))
     curves: dict[str, Curve] = {}
@@ -452,7 +496,7 @@ class Prediction:
         }
 
 
-def predict(report: Report, calibration: Calibration | HardwareSpec) -> Prediction:
+def predict(report: Counted, calibration: Calibration | HardwareSpec) -> Prediction:
     """Calibrated time of ``report``'s operators on the calibration's device (see the module docstring).
 
     ``calibration``: a :class:`Calibration`, or a measured HardwareSpec to calibrate first.
@@ -509,7 +553,8 @@ def predict_records(
         out_bytes = float(sum(t.nbytes for t in r.outputs))
         overhead = cal.op_overhead_seconds + cal.sequence_seconds(out_bytes) + extra_overhead.get(i, 0.0)
         if kind in CONV_KINDS:  # oneDNN: a blocked-layout copy of the input, a blocked result, the output
-            in_bytes = float(r.inputs[0].nbytes) if r.inputs else 0.0
+            operands = _conv_operands(r)
+            in_bytes = float(operands[0].nbytes) if operands is not None else 0.0
             overhead += cal.alloc_seconds(in_bytes) + 2 * cal.alloc_seconds(out_bytes)
         elif kind in FLOPS_KEYED or kind == "gemm":
             overhead += cal.alloc_seconds(out_bytes)  # their curves were measured with small outputs

@@ -43,7 +43,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from rooflens.capture.engine import CostMode, Options
-from rooflens.capture.harness import Session, isolated, run_model, unwrap
+from rooflens.capture.harness import Session, isolated, run_model, run_op, unwrap
+from rooflens.capture.hops import is_hop, run_hop
 from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
 from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import InputError, ModelError
@@ -102,11 +103,11 @@ class MemorySummary:
 
     def mb(self, name: str) -> float:
         """A field in MB (1e6 bytes)."""
-        return getattr(self, name) / MB
+        return float(getattr(self, name)) / MB
 
     def mib(self, name: str) -> float:
         """A field in MiB (2**20 bytes): what torchsummary labels MB."""
-        return getattr(self, name) / MIB
+        return float(getattr(self, name)) / MIB
 
     def lines(self) -> list[str]:
         rows = [
@@ -228,10 +229,14 @@ class _Storage:
 
 
 class _MemoryMode(TorchDispatchMode):
-    """Follows the storage of every operator output: allocation, and release when its last reference goes."""
+    """Follows the storage of every operator output: allocation, and release when its last reference goes.
+    Higher-order operators run through :func:`rooflens.capture.hops.run_hop`; of a ``torch.cond`` whose
+    predicate is unknown, both branches' temporaries are followed (an upper bound)."""
+
+    supports_higher_order_operators = True
 
     def __init__(self, tracker: ModuleTracker, widths: Widths) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.tracker = tracker
         self.widths = widths
         self.storages: dict[int, _Storage] = {}  # id(storage) -> what it is
@@ -314,13 +319,27 @@ class _MemoryMode(TorchDispatchMode):
         self.storages.clear()
 
     # -- dispatch
+    # -- what capture.hops needs
+    def mark(self) -> int:
+        return len(self.events)
+
+    def cost_between(self, start: int, end: int) -> tuple[int, int]:
+        return 0, sum(e.allocated_bytes for e in self.events[start:end])
+
+    def drop(self, start: int, end: int) -> None:
+        """Nothing: memory that was allocated stays in the timeline."""
+
+    def note(self, text: str) -> None:
+        if text not in self.diagnostics:
+            self.diagnostics.append(text)
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        try:
-            out = func(*args, **kwargs)
-        except Exception:
-            self.tracker.fail(op_name(func))
-            raise
+        if is_hop(func) and not self.paused:
+            out = run_hop(self, func, args, kwargs)
+            if out is not NotImplemented:
+                return out
+        out = run_op(self.tracker, func, op_name(func), args, kwargs)
         if self.paused:
             return out
         tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
@@ -475,6 +494,7 @@ def _analyse(
     *,
     name: str | None = None,
     real: bool = False,
+    value_checks: str = "assume",
 ) -> MemoryReport:
     wrapper = type(model).__name__
     model, unwrapped = unwrap(model)
@@ -483,7 +503,8 @@ def _analyse(
     def body(session: Session) -> MemoryReport:
         return _run(session, config, name=name or wrapper, param_elements=param_elements)
 
-    report, session = run_model(model, args, kwargs, body, dtype=config.dtype, track_backward=config.train, real=real)
+    report, session = run_model(model, args, kwargs, body, dtype=config.dtype, track_backward=config.train, real=real,
+                                 value_checks=value_checks)
     notes = [unwrapped] if unwrapped else []
     return dataclasses.replace(report, diagnostics=(*notes, *session.diagnostics, *report.diagnostics))
 
@@ -674,6 +695,7 @@ def memory(
     weight_bits: int | None = None,
     act_bits: int | None = None,
     name: str | None = None,
+    value_checks: str = "assume",
 ) -> MemoryReport:
     """The memory of one forward pass of ``model`` (or of a training step): timeline, peak and where.
 
@@ -685,6 +707,7 @@ def memory(
     ``mixed_precision``: weights, activations and gradients in 16 bits (``dtype``, float16 by default),
     with fp32 master weights and fp32 optimizer state.
     ``checkpoint``: module paths whose activations are recomputed in the backward instead of saved.
+    ``value_checks``: as for :func:`rooflens.analyze` (yes/no reads of tensors on a meta model).
 
     The model runs on fake tensors: nothing is computed, and the model, its parameters (and their
     ``.grad``), buffers, hooks and ``training`` flags are left as they were.
@@ -695,10 +718,10 @@ def memory(
         model, dtype=parse_dtype(dtype, "dtype"), train=train, optimizer=optimizer, mixed_precision=mixed_precision,
         checkpoint=checkpoint, weight_bits=parse_bits(weight_bits, "weight_bits"), act_bits=parse_bits(act_bits, "act_bits"),
     )
-    in_dtype = parse_dtype(input_dtype, "input_dtype") or config.dtype or torch.float32
+    in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or config.dtype or torch.float32
     args, kwargs = model_inputs(inputs, input_size, in_dtype)
     with isolated():
-        return _analyse(model, args, kwargs, config, name=name)
+        return _analyse(model, args, kwargs, config, name=name, value_checks=value_checks)
 
 
 def _config(

@@ -29,19 +29,22 @@ def build_tree(
     output_shapes: dict[str, tuple[tuple[int, ...], ...]],
 ) -> dict[str, ModuleNode]:
     """One node per module, in definition order, under its first name; and one per other name a shared
-    module was called through (each call is credited to the path it was called through)."""
-    nonzero_cache: dict[int, int] = {}
+    module was called through (each call is credited to the path it was called through).
+
+    Parameter counts are of the distinct tensors under each node, gathered bottom-up (one pass); the
+    non-zero count, which reads every value, is made for the whole model only."""
     nodes: dict[str, ModuleNode] = {}
+    modules: dict[str, torch.nn.Module] = {}
     called = {p for path, n in calls.items() if n for p in lineage(path)}
     seen: set[int] = set()
     for path, module in model.named_modules(remove_duplicate=False):
         if id(module) in seen and path not in called:
             continue  # another name of a module that never ran under it
         seen.add(id(module))
+        modules[path] = module
         nodes[path] = ModuleNode(
             path=path,
             type_name=type(module).__name__,
-            params=param_stats(module, nonzero_cache=nonzero_cache),
             own_params=sum(p.numel() for p in module.parameters(recurse=False)),
             calls=calls.get(path, 0),
             output_shapes=output_shapes.get(path, ()),
@@ -54,8 +57,18 @@ def build_tree(
         own[r.module] = own.get(r.module, ZERO) + r.cost
         if r.phase == "backward":
             own_backward[r.module] = own_backward.get(r.module, ZERO) + r.cost
+    tensors: dict[str, tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]] = {}
     for path in reversed(list(nodes)):  # children come after their parent in named_modules order
-        node = nodes[path]
+        node, module = nodes[path], modules[path]
+        params: dict[int, torch.Tensor] = {id(p): p for p in module.parameters(recurse=False)}
+        buffers: dict[int, torch.Tensor] = {id(b): b for b in module.buffers(recurse=False)}
+        for child in node.children:
+            params.update(tensors[child][0])
+            buffers.update(tensors[child][1])
+        for child in node.children:
+            del tensors[child]
+        tensors[path] = params, buffers
+        node.params = param_stats(params.values(), buffers.values(), count_nonzero=not path)
         node.own = own.get(path, ZERO)
         node.cumulative = node.own + sum((nodes[c].cumulative for c in node.children), ZERO)
         node.cumulative_backward = own_backward.get(path, ZERO) + sum(

@@ -28,7 +28,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from torch._subclasses.fake_tensor import (
@@ -38,12 +38,13 @@ from torch._subclasses.fake_tensor import (
     FakeTensorMode,
     UnsupportedOperatorException,
 )
+from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import _disable_current_modes
 from torch.utils._pytree import tree_leaves
 
 from rooflens.capture.isolate import Copier
 from rooflens.capture.modules import ModuleTracker
-from rooflens.errors import ModelError
+from rooflens.errors import InputError, ModelError
 from rooflens.types import TensorKind
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ T = TypeVar("T")
 # What fake execution cannot do: the next step is a real run (real parameters) or a clear error (meta).
 FAKE_CANNOT = (DataDependentOutputException, DynamicOutputShapeException, UnsupportedOperatorException)
 
+VALUE_CHECKS = ("assume", "error")
 _WRAPPERS = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
 
 
@@ -93,6 +95,11 @@ def is_meta(t: torch.Tensor) -> bool:
     return t.device.type == "meta"
 
 
+def _on_meta(model: torch.nn.Module) -> bool:
+    """Some parameter or buffer is on the meta device: the model cannot be run for real."""
+    return any(is_meta(t) for t in [*model.parameters(), *model.buffers()])
+
+
 def analysis_device(model: torch.nn.Module, inputs: list[torch.Tensor]) -> torch.device:
     """Where the model would run: its first real parameter's device, else its inputs', else the CPU."""
     for t in [*model.parameters(), *model.buffers(), *inputs]:
@@ -114,26 +121,75 @@ def run_model(
     dtype: torch.dtype | None = None,
     track_backward: bool = False,
     real: bool = False,
+    value_checks: str = "assume",
 ) -> tuple[T, Session]:
     """Run ``body`` on a fake copy of ``model`` and the inputs; on real copies when fake execution cannot.
 
     ``dtype`` makes floating-point parameters, buffers and inputs that dtype in the copy.
     ``track_backward`` lets the module tracker attribute backward operators too. ``real``: run on real
-    copies straight away (to check the fake run against a real one).
+    copies straight away (to check the fake run against a real one). ``value_checks``: what a model on the
+    meta device gets when it reads a yes/no value that fake tensors do not have (``mask.all()``,
+    ``bool(padding_mask.any())``): ``"assume"`` (the check passes, as with masks of all ones and no padding;
+    each assumption is a diagnostic) or ``"error"``. A model with real weights is run for real instead.
     Returns the body's result and the session it ran in (its ``diagnostics`` hold the fall-back note).
     """
+    _check_initialised(model)
+    if value_checks not in VALUE_CHECKS:
+        raise InputError(f"value_checks={value_checks!r}; choose one of {', '.join(map(repr, VALUE_CHECKS))}")
+    assume = value_checks == "assume" and _on_meta(model)
     leaves = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     with isolated():
         device = analysis_device(model, leaves)
         if real:
             return _attempt(model, args, kwargs, body, dtype, device, track_backward, real=True)
         try:
-            return _attempt(model, args, kwargs, body, dtype, device, track_backward, real=False)
+            return _attempt(model, args, kwargs, body, dtype, device, track_backward, real=False, assume=assume)
         except _NeedsRealRun as need:
             note = need.fallback_note(model, device)
         result, session = _attempt(model, args, kwargs, body, dtype, device, track_backward, real=True)
         session.diagnostics.insert(0, note)
         return result, session
+
+
+def run_op(tracker: ModuleTracker, func: Any, name: str, args: Any, kwargs: Any) -> Any:
+    """``func(*args, **kwargs)`` for a dispatch mode; a failure is noted in the tracker. A custom (non-aten)
+    operator that fails on fake tensors (no fake kernel, or a broken one) makes the harness run it for real.
+    A value check on a fake boolean tensor passes when the run assumes so (``value_checks="assume"``)."""
+    if name == "aten._local_scalar_dense" and tracker.assume_checks:
+        t = args[0] if args else None
+        if isinstance(t, FakeTensor) and t.dtype == torch.bool:
+            _assume(tracker, t)
+            return True
+    try:
+        return func(*args, **kwargs)
+    except Exception as e:
+        tracker.fail(name)
+        namespace = getattr(func, "namespace", "aten")
+        custom = namespace not in ("aten", "prims", "prim") and isinstance(e, (RuntimeError, NotImplementedError))
+        if custom and any(isinstance(t, FakeTensor) for t in tree_leaves((args, kwargs))):
+            raise UnsupportedOperatorException(func) from e
+        raise
+
+
+def _assume(tracker: ModuleTracker, t: torch.Tensor) -> None:
+    note = (
+        f"assumed that a value check in module {tracker.current or '<root>'!r} passes (a yes/no read of a "
+        f"bool tensor of shape {tuple(t.shape)}, e.g. mask.all(): masks all ones, no padding), because the model "
+        "on the meta device has no values; value_checks='error' makes this an error"
+    )
+    if note not in tracker.assumptions:
+        tracker.assumptions.append(note)
+
+
+def _check_initialised(model: torch.nn.Module) -> None:
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in named:
+            if is_lazy(t):
+                owner = model.get_submodule(name.rpartition(".")[0])
+                raise InputError(
+                    f"{kind} {name!r} of {type(owner).__name__} is not initialised yet (a lazy module infers its "
+                    "shapes from its first input): run the model once on a real input, then analyse it"
+                )
 
 
 def _attempt(
@@ -146,6 +202,7 @@ def _attempt(
     track_backward: bool,
     *,
     real: bool,
+    assume: bool = False,
 ) -> tuple[T, Session]:
     fake_mode = None if real else FakeTensorMode(allow_non_fake_inputs=True)
     copier = Copier(_real_maker(dtype, device) if real else _fake_maker(fake_mode, dtype, device))
@@ -153,6 +210,8 @@ def _attempt(
         root = copier.module_tree(model)
         new_args, new_kwargs = copier.value(args), copier.value(kwargs)
     tracker = ModuleTracker(copier.paths, backward=track_backward)
+    tracker.assume_checks = assume
+    dense = _without_nested_tensors(root, copier.paths)
     session = Session(
         root, tuple(new_args), dict(new_kwargs), copier.kinds, tracker, "real" if real else "fake", fake_mode, device
     )
@@ -162,7 +221,14 @@ def _attempt(
             stack.enter_context(fake_mode)
         stack.enter_context(tracker)
         try:
-            return body(session), session
+            result = body(session)
+            session.diagnostics.extend(tracker.assumptions)
+            session.diagnostics.extend(
+                f"nn.TransformerEncoder {path or '<root>'!r}: its nested-tensor fast path, which skips the positions "
+                "src_key_padding_mask pads, is counted as the dense path on padded tensors (an upper bound)"
+                for path in sorted(dense)
+            )
+            return result, session
         except ModelError:
             raise
         except FAKE_CANNOT as e:
@@ -170,6 +236,24 @@ def _attempt(
             raise _NeedsRealRun(op or "an operator", module, e) from e
         except Exception as e:
             raise ModelError(_error_text(model, tracker, e)) from e
+
+
+def _without_nested_tensors(root: torch.nn.Module, paths: dict[int, str]) -> set[str]:
+    """Turn off ``nn.TransformerEncoder``'s nested-tensor fast path in the copy (nested tensors have no
+    shapes to count); returns the paths of those that had it on and then got a padding mask (filled in
+    by a hook on the copy as the run goes)."""
+    dense: set[str] = set()
+    for module in root.modules():
+        if isinstance(module, torch.nn.TransformerEncoder) and getattr(module, "use_nested_tensor", False):
+            module.use_nested_tensor = False
+            path = paths.get(id(module), "")
+
+            def padded(_: Any, args: Any, kwargs: Any, path: str = path) -> None:
+                if kwargs.get("src_key_padding_mask") is not None or len(args) > 2 and args[2] is not None:
+                    dense.add(path)
+
+            module.register_forward_pre_hook(padded, with_kwargs=True)
+    return dense
 
 
 def _error_text(model: torch.nn.Module, tracker: ModuleTracker, e: BaseException) -> str:
@@ -206,7 +290,7 @@ class _NeedsRealRun(Exception):
         else:
             why = "has an output that depends on tensor values"
             fix = "build the model with real weights (on the CPU) so that rooflens can fall back to a real run"
-        if any(is_meta(t) for t in [*model.parameters(), *model.buffers()]):
+        if _on_meta(model):
             raise ModelError(
                 f"{self.op} (in module {module!r}) {why}, which a model on the meta device cannot run; {fix}"
             ) from self.cause
@@ -286,6 +370,7 @@ class _Globals:
     quiet: ClassVar[_ThreadQuiet] = _ThreadQuiet()
     filters: ClassVar[list[Any]] = []
     recursion_limit: ClassVar[int] = 0
+    flex_eager: ClassVar[bool] = False
 
     @classmethod
     def enter(cls) -> None:
@@ -302,6 +387,11 @@ class _Globals:
             cls.filters = [f for f in warnings.filters if f not in before]
             cls.recursion_limit = sys.getrecursionlimit()
             sys.setrecursionlimit(max(cls.recursion_limit, _STACK_ROOM))
+            # flex_attention outside torch.compile compiles itself, which no dispatch mode survives; its eager
+            # switch calls the operator directly (same results; another thread's eager calls skip compiling
+            # for as long as an analysis runs)
+            cls.flex_eager = _flex_module()._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+            _flex_module()._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
 
     @classmethod
     def leave(cls) -> None:
@@ -314,13 +404,20 @@ class _Globals:
                 logging.getLogger(name).removeFilter(cls.quiet)
             for f in cls.filters:  # ours only: filters the user added meanwhile stay
                 with contextlib.suppress(ValueError):
-                    warnings.filters.remove(f)
+                    cast("list[Any]", warnings.filters).remove(f)
             mutated = getattr(warnings, "_filters_mutated", None)
             if mutated is not None:
                 mutated()
             cls.filters = []
             if sys.getrecursionlimit() == max(cls.recursion_limit, _STACK_ROOM):
                 sys.setrecursionlimit(cls.recursion_limit)
+            _flex_module()._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = cls.flex_eager
+
+
+def _flex_module() -> Any:
+    import torch.nn.attention.flex_attention as flex  # a large module: imported on the first analysis
+
+    return flex
 
 
 @contextlib.contextmanager
@@ -333,7 +430,7 @@ def isolated() -> Iterator[None]:
             stack.enter_context(_disable_current_modes())  # the caller's FakeTensorMode, dispatch modes
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.random.fork_rng(devices=cuda))
-            torch.random.default_generator.manual_seed(0)
+            torch.default_generator.manual_seed(0)  # the CPU generator only: CUDA's stay as they are
             yield
     finally:
         _Globals.leave()

@@ -18,6 +18,7 @@ attribute value once (a memo keeps shared values shared), with no per-operator c
 
 from __future__ import annotations
 
+import collections
 import copy
 import enum
 import types
@@ -31,9 +32,12 @@ from rooflens.types import TensorKind
 # Values that are never copied: immutable, or not state of the user's (code, types, torch enums).
 _SHARED_TYPES: tuple[type, ...] = (
     type(None), bool, int, float, complex, str, bytes, range, slice, type, enum.Enum,
-    types.FunctionType, types.BuiltinFunctionType, types.ModuleType, types.CodeType, property,
+    types.BuiltinFunctionType, types.ModuleType, types.CodeType, property,
     torch.dtype, torch.device, torch.Size, torch.layout, torch.memory_format,
 )
+
+
+_COPYABLE = frozenset({dict, list, set, collections.OrderedDict, collections.defaultdict})
 
 
 class Copier:
@@ -128,6 +132,8 @@ class Copier:
             return self.tensor(value)
         if isinstance(value, torch.nn.Module):
             return self.outside(value)
+        if isinstance(value, types.FunctionType):
+            return self._function(value)
         if isinstance(value, types.MethodType):
             owner = self.value(value.__self__)
             return value if owner is value.__self__ else types.MethodType(value.__func__, owner)
@@ -144,15 +150,41 @@ class Copier:
             return value  # other built-ins (frozenset of names, weak references ...), slotted objects
         return self._object(value)
 
+    def _function(self, fn: types.FunctionType) -> types.FunctionType:
+        """A function whose closure holds state (a hook appending to a list, a lambda over a module): the same
+        code over converted cells. Globals stay shared."""
+        if not fn.__closure__:
+            return fn
+        cells = []
+        for cell in fn.__closure__:
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell (a name not yet bound)
+                cells.append(cell)
+                continue
+            cells.append(types.CellType(self.value(contents)))
+        if all(new.cell_contents is old.cell_contents for new, old in zip(cells, fn.__closure__) if new is not old):
+            return fn
+        new_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, tuple(cells))
+        new_fn.__kwdefaults__ = fn.__kwdefaults__
+        new_fn.__dict__.update(fn.__dict__)
+        self._remember(fn, new_fn)
+        return new_fn
+
     def _container(self, value: list[Any] | dict[Any, Any] | set[Any]) -> Any:
         try:
-            new: Any = copy.copy(value)  # keeps the subclass (OrderedDict, defaultdict ...) and its settings
+            # .copy() of the built-ins and of OrderedDict/defaultdict keeps the type and its settings
+            new: Any = value.copy() if type(value) in _COPYABLE else copy.copy(value)
         except Exception:  # noqa: BLE001 - a container subclass that refuses to be copied is shared
             return value
+        if not value:
+            return new
         self._remember(value, new)
         if isinstance(value, dict):
             for k, v in value.items():
-                new[k] = self.value(v)
+                converted = self.value(v)
+                if converted is not v:
+                    new[k] = converted
         elif isinstance(value, list):
             new[:] = [self.value(v) for v in value]
         else:

@@ -39,6 +39,8 @@ class ModuleTracker:
         self.phase = "forward"
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where an operator raised
         self.raised_in: tuple[BaseException, str] | None = None  # an exception and the innermost module it left
+        self.assume_checks = False  # value checks on fake tensors pass (see capture.harness.run_model)
+        self.assumptions: list[str] = []
         self.stack: list[tuple[int, str]] = []
         self.calls: Counter[str] = Counter()
         self.output_shapes: dict[str, tuple[tuple[int, ...], ...]] = {}

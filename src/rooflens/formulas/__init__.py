@@ -1,12 +1,12 @@
 """Operator formulas. Importing this package fills :data:`REGISTRY` with every family."""
 
-from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, dot_flops, formula
-
 # Each family registers its operators on import.
-from rooflens.formulas import (  # noqa: E402,F401
+from rooflens.formulas import (  # noqa: F401
     attention,
     backward,
     conv,
+    fft,
+    linalg,
     matmul,
     memory,
     norm,
@@ -14,7 +14,9 @@ from rooflens.formulas import (  # noqa: E402,F401
     pool,
     reduction,
     rnn,
+    transcendental,
     vision,
 )
+from rooflens.formulas.registry import REGISTRY, Entry, OpCall, default_bytes, dot_flops, formula
 
 __all__ = ["REGISTRY", "Entry", "OpCall", "default_bytes", "dot_flops", "formula"]

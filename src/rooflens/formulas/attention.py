@@ -249,3 +249,17 @@ def transformer_encoder_layer(call: OpCall) -> Cost:
     norms = 2 * LAYER_NORM_FLOPS * rows * d
     residuals = 2 * ADD_FLOPS * rows * d
     return attn + ffn + Cost(flops=act + norms + residuals)
+
+
+@formula("higher_order.flex_attention")
+def flex_attention(call: OpCall) -> Cost:
+    """MACs = B·H·L·S·(E + Ev), counted dense: every block the block mask could skip is counted.
+
+    ``flex_attention(query, key, value, score_mod, block_mask, ...)`` (a higher-order operator; its
+    arguments by position). The block mask's sparsity is data (the numbers of kept blocks), which a fake
+    run does not have; the score_mod and mask_mod functions are not counted (a few FLOPs per score).
+    """
+    q, k, v = (call.args.get(f"arg{i}") for i in range(3))
+    if not all(isinstance(t, TensorMeta) for t in (q, k, v)):
+        raise ValueError("flex_attention: query, key and value must be the first three arguments")
+    return sdpa_cost(q.shape, k.shape, v.shape, has_mask=False, convention=call.convention)  # type: ignore[union-attr]

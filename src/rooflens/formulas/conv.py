@@ -1,4 +1,7 @@
-"""Convolutions, 1-d to 3-d, grouped, depthwise, dilated, strided and transposed.
+"""Convolutions, 1-d to 3-d, grouped, depthwise, dilated, strided and transposed. A complex
+convolution reaches dispatch as three real ones (torch applies Gauss's trick first), counted as they run;
+one that reaches the convolution operators as complex counts 4 real MACs per complex MAC, as matrix
+products do.
 
 Derivation (weight layout ``(Cout, Cin/groups, *K)`` for a convolution, ``(Cin, Cout/groups, *K)`` for a
 transposed one):
@@ -11,13 +14,17 @@ transposed one):
   (Counting it as a convolution over the zero-stuffed output over-counts by stride^d, the
   peers' mistake.)
 * bias: one add per output element, no MAC.
+* complex tensors: 4 real MACs per complex MAC (see :func:`~rooflens.formulas.registry.dot_cost`). torch's
+  ``conv1d/2d/3d`` never send complex tensors to ``aten.convolution``: they split a complex convolution
+  into three real ones (Gauss's trick, ``(a + bi)(c + di)`` from ``ac``, ``bd`` and ``(a + b)(c + d)``) and
+  a few adds before dispatch, and those are counted as they run (3 real MACs per complex MAC).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rooflens.formulas.registry import OpCall, dot_flops, formula, prod
+from rooflens.formulas.registry import OpCall, dot_cost, formula, is_complex, prod
 from rooflens.types import Convention, Cost
 
 
@@ -29,12 +36,13 @@ def conv_cost(
     has_bias: bool,
     transposed: bool = False,
     convention: Convention = Convention.FMA,
+    complex_dtype: bool = False,
 ) -> Cost:
     """Compute cost of one convolution from its shapes (shared by the torch and ONNX front-ends)."""
     taps = prod(weight_shape[1:])  # (Cin or Cout)/groups x prod(K)
     macs = prod(in_shape if transposed else out_shape) * taps
     outputs = prod(out_shape)
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, outputs if has_bias else 0, convention))
+    return dot_cost(macs, outputs, outputs if has_bias else 0, convention, complex_dtype=complex_dtype)
 
 
 @formula(
@@ -62,6 +70,7 @@ def convolution(call: OpCall) -> Cost:
         has_bias=bias is not None,
         transposed=bool(call.args.get("transposed", False)),
         convention=call.convention,
+        complex_dtype=is_complex(call.out),
     )
 
 
@@ -77,5 +86,5 @@ def convolution_transpose(call: OpCall) -> Cost:
     assert x is not None and w is not None, call.op
     return conv_cost(
         x.shape, w.shape, call.out.shape, has_bias=call.args.get("bias") is not None, transposed=True,
-        convention=call.convention,
+        convention=call.convention, complex_dtype=is_complex(call.out),
     )

@@ -1,5 +1,7 @@
 """Matrix products: mm, addmm, bmm, baddbmm, addbmm, mv, addmv, dot, vdot, addr, the fused, integer,
-scaled (fp8), grouped and weight-only-quantised variants, and linear where it reaches dispatch.
+scaled (fp8), grouped and weight-only-quantised variants, and linear where it reaches dispatch. On
+complex tensors a complex multiply-accumulate (4 real multiplies, 4 real adds) counts as 4 real MACs,
+8 FLOPs under fma.
 
 Derivation. Every output element of a matrix product is a ``K``-term dot product, so
 
@@ -26,14 +28,18 @@ into an elementwise ``mul`` (counted by the pointwise family, no MACs), ``nn.Bil
 ``_trilinear``. ``linear`` and ``mkldnn_linear`` are registered all the same for the rare paths
 (MKLDNN tensors, other front-ends) that see them.
 
-Complex dtypes are not special-cased: a complex MAC counts as one MAC.
+Complex dtypes (complex64/128, the output's dtype decides): a complex multiply-accumulate is 4 real
+multiplies and 4 real adds, so it counts as 4 real MACs, 8 FLOPs under ``fma`` (``exact``: an n-term
+complex dot product is 4n multiplies + 4n - 2 adds); a complex bias add is 2 real adds (see
+:func:`~rooflens.formulas.registry.dot_cost`). This holds for mm, bmm, addmm, baddbmm, addbmm, mv, dot,
+vdot, addmv, addr, linear and _trilinear; the fp8, integer and quantised kernels have no complex form.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rooflens.formulas.registry import OpCall, dot_flops, formula, prod
+from rooflens.formulas.registry import OpCall, dot_cost, dot_flops, formula, is_complex, prod
 from rooflens.types import Convention, Cost, TensorMeta
 
 # Extra FLOPs per element of the activations fused into ``_addmm_activation`` (same counts as the
@@ -43,24 +49,26 @@ GELU_EXACT_FLOPS = 5
 
 
 def matmul_cost(
-    batch: int, m: int, n: int, k: int, *, has_bias: bool, convention: Convention = Convention.FMA
+    batch: int, m: int, n: int, k: int, *, has_bias: bool, convention: Convention = Convention.FMA,
+    complex_dtype: bool = False,
 ) -> Cost:
     """Compute cost of ``batch`` products ``(m, k) @ (k, n)`` with an optional bias on every output.
 
-    Shared with other front-ends (ONNX ``MatMul``/``Gemm``): MACs = batch x m x n x k.
+    Shared with other front-ends (ONNX ``MatMul``/``Gemm``): MACs = batch x m x n x k (x 4 for complex).
     """
-    macs = batch * m * n * k
     outputs = batch * m * n
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, outputs if has_bias else 0, convention))
+    return dot_cost(outputs * k, outputs, outputs if has_bias else 0, convention, complex_dtype=complex_dtype)
 
 
 def linear_cost(
-    in_shape: Sequence[int], weight_shape: Sequence[int], *, has_bias: bool, convention: Convention = Convention.FMA
+    in_shape: Sequence[int], weight_shape: Sequence[int], *, has_bias: bool, convention: Convention = Convention.FMA,
+    complex_dtype: bool = False,
 ) -> Cost:
     """``y = x @ W.T (+ b)`` with ``W`` of shape ``(N, K)``: MACs = prod(x.shape[:-1]) x N x K."""
     rows = prod(in_shape[:-1])
     n = weight_shape[0] if len(weight_shape) == 2 else 1
-    return matmul_cost(1, rows, n, in_shape[-1], has_bias=has_bias, convention=convention)
+    return matmul_cost(1, rows, n, in_shape[-1], has_bias=has_bias, convention=convention,
+                       complex_dtype=complex_dtype)
 
 
 def _first(call: OpCall, *names: str) -> TensorMeta:
@@ -85,8 +93,7 @@ def mm(call: OpCall) -> Cost:
     MACs = out.numel x K with K the last dimension of ``self``.
     """
     outputs, k = _contraction(call, _first(call, "self"))
-    macs = outputs * k
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, 0, call.convention))
+    return dot_cost(outputs * k, outputs, 0, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.addmm", "aten.addmm_", "aten.baddbmm", "aten.baddbmm_")
@@ -97,8 +104,7 @@ def addmm(call: OpCall) -> Cost:
     ``self`` (the bias of ``nn.Linear``) is added once per output; alpha/beta scaling ignored.
     """
     outputs, k = _contraction(call, _first(call, "mat1", "batch1"))
-    macs = outputs * k
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, outputs, call.convention))
+    return dot_cost(outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten._addmm_activation")
@@ -120,27 +126,23 @@ def addbmm(call: OpCall) -> Cost:
 
     Each of the M x N outputs is a (B x K)-term dot product plus the input add (alpha/beta ignored).
     """
-    b1 = _first(call, "batch1")
-    bsz, m, k = b1.shape
+    bsz, _, k = _first(call, "batch1").shape
     outputs = call.out.numel  # M x N
-    macs = bsz * outputs * k
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, outputs, call.convention))
+    return dot_cost(bsz * outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.mv", "aten.dot", "aten.vdot")
 def mv(call: OpCall) -> Cost:
     """MACs = M x K (mv) or K (dot, vdot); FLOPs = 2 x MACs (fma) or (2K - 1) x outputs (exact)"""
     outputs, k = _contraction(call, _first(call, "self"))
-    macs = outputs * k
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, 0, call.convention))
+    return dot_cost(outputs * k, outputs, 0, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.addmv", "aten.addmv_")
 def addmv(call: OpCall) -> Cost:
     """MACs = M x K; FLOPs = 2 x MACs + 1 per output for the input add (alpha/beta ignored)"""
     outputs, k = _contraction(call, _first(call, "mat"))
-    macs = outputs * k
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, outputs, call.convention))
+    return dot_cost(outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.addr", "aten.addr_")
@@ -151,14 +153,15 @@ def addr(call: OpCall) -> Cost:
     (alpha/beta ignored): fma 3 x M x N, exact 2 x M x N.
     """
     outputs = call.out.numel
-    return Cost(macs=outputs, flops=dot_flops(outputs, outputs, outputs, call.convention))
+    return dot_cost(outputs, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.linear", "aten.mkldnn_linear")
 def linear(call: OpCall) -> Cost:
     """MACs = prod(x.shape[:-1]) x N x K for W (N, K); FLOPs = 2 x MACs (+1 per output for the bias)"""
     x, w = _first(call, "input", "self"), _first(call, "weight")
-    return linear_cost(x.shape, w.shape, has_bias=call.args.get("bias") is not None, convention=call.convention)
+    return linear_cost(x.shape, w.shape, has_bias=call.args.get("bias") is not None, convention=call.convention,
+                       complex_dtype=is_complex(call.out))
 
 
 @formula("aten._scaled_mm", "aten._scaled_mm_v2")
@@ -240,8 +243,7 @@ def trilinear(call: OpCall) -> Cost:
     full = [max(s[d] if d < len(s) else 1 for s in shapes) for d in range(ndim)]
     summed = prod(full[d] for d in (call.args.get("sumdim") or ()))
     outputs = call.out.numel
-    macs = outputs * summed
-    return Cost(macs=macs, flops=dot_flops(macs, outputs, 0, call.convention))
+    return dot_cost(outputs * summed, outputs, 0, call.convention, complex_dtype=is_complex(call.out))
 
 
 # ---- pairwise distances ----------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def gather_bytes(source: str = "self") -> BytesRule:
     "aten.slice_copy", "aten.select_copy", "aten.narrow_copy", "aten.as_strided_copy", "aten.unfold_copy",
     "aten.diagonal_copy", "aten.split_copy", "aten.split_with_sizes_copy", "aten.unbind_copy",
     "aten.nonzero", "aten.nonzero_static",
+    # an LU factorisation unpacked into P, L and U (torch.lu_unpack): copies and a permutation matrix
+    "aten.lu_unpack",
 )
 def copy_like(call: OpCall) -> Cost:
     """0 (data movement)"""

@@ -1,14 +1,27 @@
 """Pooling (max, average, adaptive, fractional, 1-d to 3-d) and resampling (upsample, grid sample).
+Pooling counts as a reduction over each window: K per output element for a window of K (max), and the
+window's adds + 1 divide per output element for every average pool, windowed or adaptive, at every
+output size (a 1x1 adaptive average reaches ``aten.mean``, counted the same way).
 
 FLOPs, no MACs.
 
-* Max pool: a window of ``K = prod(kernel_size)`` elements takes ``K - 1`` compares per output element;
-  average pool ``K - 1`` adds and 1 divide. Both are counted as ``K`` per output element. Windows that
-  hang over the padding are counted as full windows (the kernels iterate the clipped window, so this
-  slightly over-counts at the borders).
+* Pooling is a reduction over a window, counted as the reduction family counts one: a window of ``K``
+  elements is ``K`` operations (``K - 1`` compares or adds, the first one counted as the initialisation,
+  as ``sum``/``amax`` count ``n`` per ``n`` elements), and an average adds 1 divide per output element
+  (as ``mean`` does). So, per output element with ``K = prod(kernel_size)``:
+
+  - max pool: ``K``;
+  - average pool: ``K + 1`` (the window's adds + 1 divide).
+
+  Windows that hang over the padding are counted as full windows (the kernels iterate the clipped
+  window, so this slightly over-counts at the borders).
 * Adaptive pools have windows of varying size: along a dimension of input size ``In`` and output size
-  ``Out``, bin ``i`` spans ``floor(i*In/Out) .. ceil((i+1)*In/Out)``. The exact count is the sum of the
-  bin sizes: ``N*C x prod over the pooled dims of (sum over bins of the bin's size)``.
+  ``Out``, bin ``i`` spans ``floor(i*In/Out) .. ceil((i+1)*In/Out)``. The window sizes summed over the
+  outputs are ``N*C x prod over the pooled dims of (sum over bins of the bin's size)``; adaptive max
+  pool counts that, adaptive average pool that + 1 divide per output element. One rule for every
+  output size: torch computes a 1x1 adaptive average (global average pooling) as ``aten.mean`` over the
+  pooled dims, which the reduction family counts the same way (1 per input element + 1 divide per
+  output element), and any other size as ``_adaptive_avg_pool2d``/``3d``.
 * Interpolation, per output element (the per-row/column source indices and weights are computed once
   and not counted): nearest 0 (a gather: bytes only); linear ``(1-w)*a + w*b`` 2 multiplies + 1 add = 3;
   bilinear 4 taps = 4 multiplies + 3 adds = 7; trilinear 8 taps = 15; bicubic 16 taps = 16 + 15 = 31.
@@ -42,35 +55,29 @@ def _kernel(call: OpCall, dims: int) -> int:
     return prod(ks)
 
 
-def _windowed(dims: int) -> Formula:
-    def fn(call: OpCall) -> Cost:
-        return Cost(flops=_kernel(call, dims) * call.out.numel)
+AVERAGE_DIVIDE = 1  # FLOPs per output element of an average pool besides its window's adds
 
+
+def _windowed(dims: int, *, average: bool) -> Formula:
+    """K (max) or K + 1 (average) per output element, K the window of a ``dims``-d pool."""
+    extra = AVERAGE_DIVIDE if average else 0
+    window = " x ".join(("kd", "kh", "kw")[3 - dims:]) if dims > 1 else "kernel size"
+
+    def fn(call: OpCall) -> Cost:
+        return Cost(flops=(_kernel(call, dims) + extra) * call.out.numel)
+
+    fn.__doc__ = (f"K + 1 per output element, K = {window} (the window's adds + 1 divide)" if average
+                  else f"K per output element, K = {window} (K - 1 compares, counted as K)")
+    fn.__qualname__ = fn.__name__ = f"{'avg' if average else 'max'}_pool{dims}d"
     return fn
 
 
-@formula(
-    "aten.max_pool1d", "aten.max_pool1d_with_indices", "aten.avg_pool1d",
-)
-def pool1d(call: OpCall) -> Cost:
-    """K per output element, K = kernel size (K-1 compares, or K-1 adds + 1 divide)"""
-    return _windowed(1)(call)
-
-
-@formula(
-    "aten.max_pool2d", "aten.max_pool2d_with_indices", "aten.avg_pool2d", "aten.fractional_max_pool2d",
-)
-def pool2d(call: OpCall) -> Cost:
-    """K per output element, K = kh x kw (K-1 compares, or K-1 adds + 1 divide)"""
-    return _windowed(2)(call)
-
-
-@formula(
-    "aten.max_pool3d", "aten.max_pool3d_with_indices", "aten.avg_pool3d", "aten.fractional_max_pool3d",
-)
-def pool3d(call: OpCall) -> Cost:
-    """K per output element, K = kd x kh x kw (K-1 compares, or K-1 adds + 1 divide)"""
-    return _windowed(3)(call)
+formula("aten.max_pool1d", "aten.max_pool1d_with_indices")(_windowed(1, average=False))
+formula("aten.avg_pool1d")(_windowed(1, average=True))
+formula("aten.max_pool2d", "aten.max_pool2d_with_indices", "aten.fractional_max_pool2d")(_windowed(2, average=False))
+formula("aten.avg_pool2d")(_windowed(2, average=True))
+formula("aten.max_pool3d", "aten.max_pool3d_with_indices", "aten.fractional_max_pool3d")(_windowed(3, average=False))
+formula("aten.avg_pool3d")(_windowed(3, average=True))
 
 
 def bin_sum(in_size: int, out_size: int) -> int:
@@ -89,31 +96,27 @@ def adaptive_pool_flops(in_shape: Sequence[int], out_shape: Sequence[int], dims:
     return lead * prod(bin_sum(int(i), int(o)) for i, o in zip(in_shape[-dims:], out_shape[-dims:], strict=True))
 
 
-def _adaptive(dims: int) -> Formula:
-    def fn(call: OpCall) -> Cost:
-        return Cost(flops=adaptive_pool_flops(_input(call).shape, call.out.shape, dims))
+def _adaptive(dims: int, *, average: bool) -> Formula:
+    """The bin sizes summed over the outputs (max), + 1 divide per output element (average)."""
+    extra = AVERAGE_DIVIDE if average else 0
+    over = ", ".join(("D", "H", "W")[3 - dims:])
 
+    def fn(call: OpCall) -> Cost:
+        return Cost(flops=adaptive_pool_flops(_input(call).shape, call.out.shape, dims) + extra * call.out.numel)
+
+    sums = f"prod over {over} of sum_i |bin_i|" if dims > 1 else "sum_i |bin_i|"
+    bins = f"N*C x {sums} (bin i = floor(i*In/Out) .. ceil((i+1)*In/Out))"
+    fn.__doc__ = f"{bins} + 1 divide per output element" if average else bins
+    fn.__qualname__ = fn.__name__ = f"adaptive_{'avg' if average else 'max'}_pool{dims}d"
     return fn
 
 
-@formula("aten.adaptive_avg_pool1d", "aten.adaptive_max_pool1d")
-def adaptive_pool1d(call: OpCall) -> Cost:
-    """sum of bin sizes: N*C x sum_i |bin_i| (bin i = floor(i*In/Out) .. ceil((i+1)*In/Out))"""
-    return _adaptive(1)(call)
-
-
-@formula(
-    "aten.adaptive_avg_pool2d", "aten._adaptive_avg_pool2d", "aten.adaptive_max_pool2d",
-)
-def adaptive_pool2d(call: OpCall) -> Cost:
-    """sum of bin sizes: N*C x prod over H, W of sum_i |bin_i| (bin i = floor(i*In/Out) .. ceil((i+1)*In/Out))"""
-    return _adaptive(2)(call)
-
-
-@formula("aten.adaptive_avg_pool3d", "aten._adaptive_avg_pool3d", "aten.adaptive_max_pool3d")
-def adaptive_pool3d(call: OpCall) -> Cost:
-    """sum of bin sizes: N*C x prod over D, H, W of sum_i |bin_i| (bin i = floor(i*In/Out) .. ceil((i+1)*In/Out))"""
-    return _adaptive(3)(call)
+formula("aten.adaptive_max_pool1d")(_adaptive(1, average=False))
+formula("aten.adaptive_avg_pool1d")(_adaptive(1, average=True))
+formula("aten.adaptive_max_pool2d")(_adaptive(2, average=False))
+formula("aten.adaptive_avg_pool2d", "aten._adaptive_avg_pool2d")(_adaptive(2, average=True))
+formula("aten.adaptive_max_pool3d")(_adaptive(3, average=False))
+formula("aten.adaptive_avg_pool3d", "aten._adaptive_avg_pool3d")(_adaptive(3, average=True))
 
 
 @formula("aten.max_unpool2d", "aten.max_unpool3d")

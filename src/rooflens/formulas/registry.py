@@ -11,7 +11,7 @@ front-end can share the formulas.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,7 @@ class Entry:
     op: str
     formula: Formula
     bytes: BytesRule = default_bytes
-    family: str = ""  # the module the formula lives in, e.g. "conv"
+    family: str = ""  # the formula family, e.g. "conv" (by default the module the formula lives in)
     doc: str = ""  # one line: the FLOPs rule, for the supported-operator table
 
 
@@ -66,23 +66,27 @@ class Registry:
     def register(
         self,
         *ops: Any,
-        bytes: BytesRule = default_bytes,  # noqa: A002 - reads as the rule it is
+        bytes: BytesRule = default_bytes,
         doc: str = "",
+        family: str = "",
     ) -> Callable[[Formula], Formula]:
         """Decorator: register ``fn`` as the formula of each operator in ``ops``.
 
         ``ops`` are operator packets (``torch.ops.aten.add``) or their names (``"aten.add"``).
         Registering an operator twice is an error: one operator, one formula.
+        ``family``: the formula family the operators belong to (what the supported-operator table groups
+        by and what an operator record carries); by default the name of the module ``fn`` lives in. The
+        backward operators give the family of their forward (``convolution_backward``: ``"conv"``).
         """
 
         def decorate(fn: Formula) -> Formula:
-            family = fn.__module__.rsplit(".", 1)[-1]
+            fam = family or fn.__module__.rsplit(".", 1)[-1]
             line = doc or _first_line(fn.__doc__)
             for op in ops:
                 name = op_name(op)
                 if name in self.entries:
                     raise ValueError(f"operator {name} already has a formula ({self.entries[name].formula.__qualname__})")
-                self.entries[name] = Entry(name, fn, bytes, family, line)
+                self.entries[name] = Entry(name, fn, bytes, fam, line)
             return fn
 
         return decorate
@@ -93,7 +97,7 @@ class Registry:
     def __contains__(self, op: Any) -> bool:
         return op_name(op) in self.entries
 
-    def __iter__(self) -> Iterable[Entry]:
+    def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self.entries.values(), key=lambda e: (e.family, e.op)))
 
     def __len__(self) -> int:
@@ -123,6 +127,26 @@ def prod(values: Iterable[int]) -> int:
     for v in values:
         n *= int(v)
     return n
+
+
+def is_complex(t: TensorMeta) -> bool:
+    """Whether ``t`` holds complex numbers (complex32/64/128)."""
+    return t.dtype.startswith("complex")
+
+
+def dot_cost(macs: int, outputs: int, bias_adds: int, convention: Convention, *, complex_dtype: bool = False) -> Cost:
+    """MACs and FLOPs of ``outputs`` dot products totalling ``macs`` multiply-accumulates, plus bias adds.
+
+    Real numbers: ``Cost(macs, dot_flops(macs, outputs, bias_adds))``. Complex numbers
+    (``complex_dtype``): a complex multiply-accumulate ``acc + (a + bi)(c + di)`` is 4 real multiplies
+    (ac, bd, ad, bc) and 4 real adds (ac - bd, ad + bc, and the two accumulations), i.e. 4 real MACs;
+    a complex output is 2 real outputs and a complex bias add 2 real adds. So MACs are counted x 4 and
+    the FLOPs follow from the real rule: fma 8 per complex MAC (+ 2 per bias add); exact an n-term complex
+    dot product is 4n multiplies and 4n - 2 adds = 8n - 2 (+ 2 with a bias: 8n).
+    """
+    if complex_dtype:
+        macs, outputs, bias_adds = 4 * macs, 2 * outputs, 2 * bias_adds
+    return Cost(macs=macs, flops=dot_flops(macs, outputs, bias_adds, convention))
 
 
 def dot_flops(macs: int, outputs: int, bias_adds: int, convention: Convention) -> int:

@@ -160,14 +160,21 @@ def mkldnn_rnn_layer(call: OpCall) -> Cost:
     weight1 = w_hh (G·H, H), weight2/weight3 the biases (when ``has_biases``). LSTM gate elementwise
     work 22 FLOPs per hidden unit per step (see the module docstring).
     """
-    x, w_hh = _t(call, "input"), _t(call, "weight1")
+    return mkldnn_layer_cost(call, w_hh="weight1")
+
+
+def mkldnn_layer_cost(call: OpCall, *, w_hh: str) -> Cost:
+    """The forward cost of one oneDNN layer; ``w_hh`` names the hidden-to-hidden weight's argument
+    (``weight1`` in ``mkldnn_rnn_layer``, ``weight2`` in ``mkldnn_rnn_layer_backward``, whose weights are
+    numbered from 1)."""
+    x, hh = _t(call, "input"), _t(call, w_hh)
     has_biases = bool(call.args.get("has_biases", True))
     return rnn_layer_cost(
         _rows(x),
         x.shape[-1],
         int(call.args["hidden_size"]),
         _mode(call.args["mode"]),
-        recurrent_size=w_hh.shape[-1],
+        recurrent_size=hh.shape[-1],
         ih_bias=has_biases,
         hh_bias=has_biases,
         convention=call.convention,

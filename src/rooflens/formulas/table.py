@@ -3,9 +3,11 @@
 ``python -m rooflens.formulas.table > docs/operators.md`` rewrites the documentation page; a test
 checks that the page matches what this module generates.
 
-One section per family (the module a formula lives in), one row per formula and bytes rule: the
-operators sharing them, the FLOPs rule (the entry's ``doc``) and the bytes rule (the first line of the
-rule's docstring).
+One section per formula family (the entry's ``family``), introduced by the docstring of the module of
+that name, one row per formula and bytes rule: the operators sharing them, the FLOPs rule (the entry's
+``doc``) and the bytes rule (the first line of the rule's docstring). Within a section the rows of the
+family's forward operators come first, then its backward operators (from the backward module), each in
+registration order.
 """
 
 from __future__ import annotations
@@ -39,9 +41,15 @@ def _bytes_doc(entry: Entry) -> str:
     return _first_line(entry.bytes.__doc__).rstrip(".") or entry.bytes.__name__
 
 
-def _family_doc(entries: Iterable[Entry]) -> str:
-    for entry in entries:
-        module = sys.modules.get(getattr(entry.formula, "__module__", ""))
+def _module(entry: Entry) -> str:
+    return str(getattr(entry.formula, "__module__", ""))
+
+
+def _family_doc(family: str, entries: Iterable[Entry]) -> str:
+    """The first paragraph of the docstring of the family's module (or of the first module that has one)."""
+    modules = [f"{__package__}.{family}", *(_module(e) for e in entries)]
+    for name in modules:
+        module = sys.modules.get(name)
         if module is not None and module.__doc__:
             return _first_paragraph(module.__doc__)
     return ""
@@ -61,19 +69,22 @@ def markdown_table(registry: Registry = REGISTRY) -> str:
         f"{len(registry)} operators in {len(families)} families. Counts are per call; FLOPs follow the",
         "`fma` convention (2 FLOPs per MAC, see the README). Only convolutions and matrix products have",
         "MACs. Operators not listed here are decomposed into listed ones when torch can; otherwise they",
-        "are reported as unsupported, with their bytes counted and no FLOPs.",
+        "are reported as unsupported, with their bytes counted and no FLOPs. The backward operators that",
+        "torch does not decompose are listed in the family of their forward (`convolution_backward` under",
+        "conv); the others are decomposed into listed operators.",
         "",
         "Bytes rule \"default\": the operator reads each distinct input tensor once and writes each output",
         "once, at the tensor's dtype width. Views and metadata operators cost nothing and are not recorded.",
         "",
     ]
     for family in sorted(families):
-        entries = families[family]
+        # the forward operators first, then the backward ones (stable: registration order otherwise)
+        entries = sorted(families[family], key=lambda e: _module(e).endswith(".backward"))
         rows: dict[tuple[object, object, str], list[str]] = {}
         for entry in entries:
             rows.setdefault((entry.formula, entry.bytes, entry.doc), []).append(entry.op)
         lines += [f"## {family}", ""]
-        doc = _family_doc(entries)
+        doc = _family_doc(family, entries)
         if doc:
             lines += [_cell(doc), ""]
         lines += ["| Operator(s) | FLOPs rule | Bytes rule |", "|---|---|---|"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rooflens.errors import HardwareError
-from rooflens.hardware.spec import HardwareSpec, Kind, parse_quantity
+from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,7 +218,7 @@ def custom(
         name=name,
         vendor="user",
         kind=Kind.CUSTOM,
-        peak_flops_per_s={precision: peak},
+        peak_flops_per_s={Precision.parse(precision): peak},
         bandwidth_bytes_per_s=bandwidth,
         memory_bytes=None if memory_bytes is None else round(parse_quantity(memory_bytes, "bytes", what="memory")),
         source="given by the user (--peak/--bandwidth)",

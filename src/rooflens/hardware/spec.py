@@ -5,6 +5,7 @@ here (``"19.2T"``, ``"448 GB/s"``, ``"16 GiB"``) and nowhere else.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import re
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import tomli_w
 
 from rooflens.errors import HardwareError
 
@@ -173,7 +176,8 @@ class HardwareSpec:
     source: str = ""
     notes: str = ""
     aliases: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)  # free-form (measured: torch version, date ...)
+    # free-form (measured: torch version, date, curves): what a hardware file holds (see _file_value)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.match(self.id):
@@ -213,7 +217,7 @@ class HardwareSpec:
         object.__setattr__(self, "aliases", aliases)
         if not isinstance(self.extra, Mapping):
             raise HardwareError(f"{where}: extra must be a table of key = value pairs")
-        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        object.__setattr__(self, "extra", MappingProxyType(_file_value(self.extra, f"{where}: extra")))
 
     # ---- queries --------------------------------------------------------------------------------
     @property
@@ -277,41 +281,57 @@ class HardwareSpec:
         }
 
     def to_toml(self) -> str:
-        """One ``[[device]]`` table in the catalogue's format (base units), loadable with ``--hw FILE``."""
-        lines = ["[[device]]"]
-        for key, value in (("id", self.id), ("name", self.name), ("vendor", self.vendor), ("kind", self.kind.value)):
-            lines.append(f"{key} = {_toml_value(value)}")
+        """One ``[[device]]`` table in the catalogue's format (base units), loadable with ``--hw FILE``.
+
+        Tables of several devices concatenate into one file. Every value round-trips exactly: floats are
+        written in their shortest exact form, and ``extra`` holds nothing a TOML file cannot (see
+        ``__post_init__``: non-finite numbers are refused when the spec is made, not written as strings).
+        """
+        head: dict[str, Any] = {"id": self.id, "name": self.name, "vendor": self.vendor, "kind": self.kind.value}
         if self.aliases:
-            lines.append(f"aliases = {_toml_value(list(self.aliases))}")
+            head["aliases"] = list(self.aliases)
         bandwidth = "unpublished" if self.bandwidth_bytes_per_s is None else self.bandwidth_bytes_per_s
         for key, value in (("memory", self.memory_bytes), ("bandwidth", bandwidth), ("onchip", self.onchip_bytes)):
             if value is not None:
-                lines.append(f"{key} = {_toml_value(value)}")
-        lines.append(f"source = {_toml_value(self.source)}")
+                head[key] = value
+        head["source"] = self.source
         if self.notes:
-            lines.append(f"notes = {_toml_value(self.notes)}")
-        lines.append("")
-        lines.append("[device.peak]")
-        lines += [f"{p.value} = {_toml_value(v)}" for p, v in self.peak_flops_per_s.items()]
+            head["notes"] = self.notes
+        tables: dict[str, Any] = {"peak": {p.value: v for p, v in self.peak_flops_per_s.items()}}
         if self.extra:
-            lines.append("")
-            lines.append("[device.extra]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in self.extra.items()]
-        return "\n".join(lines) + "\n"
+            tables["extra"] = dict(self.extra)
+        # "[[device]]" written here: tomli_w would inline a short device table as ``device = [{...}]``,
+        # and two of those in one file are a duplicate key
+        return f"[[device]]\n{tomli_w.dumps(head)}\n{tomli_w.dumps({'device': tables})}"
 
 
 def _order(item: tuple[Precision, float]) -> int:
     return list(Precision).index(item[0])
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+def _file_value(value: Any, where: str) -> Any:
+    """``value`` as a hardware file holds it: strings, booleans, integers, finite floats, dates and times,
+    lists and tables of these (tuples become lists, mappings dicts); a HardwareError naming the key otherwise.
+
+    Non-finite floats are refused rather than stored: TOML could write ``nan``, but a NaN or infinite figure
+    in a device description is a failed measurement or a typo, and every later estimate would inherit it.
+    """
+    if isinstance(value, (bool, int, str, datetime.date, datetime.time)):  # datetime.datetime is a date
+        return value
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else '"nan"'
+        if not math.isfinite(value):
+            raise HardwareError(f"{where} is {value}: a hardware file holds finite numbers only "
+                                "(a non-finite figure is a failed measurement: measure again, or leave the key out)")
+        return value
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+        return [_file_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        table: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise HardwareError(f"{where}: key {key!r} is not a string")
+            table[key] = _file_value(item, f"{where}.{key}")
+        return table
+    raise HardwareError(f"{where} is a {type(value).__name__}; a hardware file holds strings, booleans, numbers, "
+                        "dates, and lists and tables of these")
+

@@ -1,7 +1,9 @@
 """Measurement on real tensors: latency and throughput (:func:`measure`, :func:`sweep`), achieved FLOP/s
-and bandwidth against the report (:func:`achieved`), and a per-operator profile matched to the analysed
-operator records (:func:`profile_operators`)."""
+and bandwidth against the report (:func:`achieved`, from :mod:`rooflens.report.measured`), a per-operator profile matched to the analysed
+operator records (:func:`profile_operators`), and micro-benchmarks of the machine (:func:`benchmark`,
+``rooflens hw bench``) that give a measured :class:`~rooflens.hardware.HardwareSpec`."""
 
+from rooflens.measurement.microbench import benchmark
 from rooflens.measurement.profile import (
     ModuleProfile,
     ModuleRow,
@@ -10,9 +12,10 @@ from rooflens.measurement.profile import (
     module_rows,
     profile_operators,
 )
-from rooflens.measurement.timer import Achieved, Measurement, achieved, measure, percentile, sweep, time_callable
+from rooflens.measurement.timer import Measurement, measure, percentile, sweep, time_callable
+from rooflens.report.measured import Achieved, achieved  # derived from a Report: computed in the report layer
 
 __all__ = [
     "Achieved", "Measurement", "ModuleProfile", "ModuleRow", "OperatorProfile", "UnmatchedEvent", "achieved",
-    "measure", "module_rows", "percentile", "profile_operators", "sweep", "time_callable",
+    "benchmark", "measure", "module_rows", "percentile", "profile_operators", "sweep", "time_callable",
 ]

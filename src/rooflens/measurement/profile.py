@@ -40,27 +40,31 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.modules import module as nn_module
 from torch.utils._pytree import tree_leaves
 
 from rooflens.analysis.modules import lineage
+from rooflens.capture.engine import METADATA_OPS
 from rooflens.errors import InputError, ModelError
 from rooflens.measurement.timer import (
     Progress,
-    _check_model,
-    _count,
-    _device,
-    _dtype,
-    _prepared,
-    _real_inputs,
-    _synchronize,
-    _threads,
+    check_model,
+    intra_op_threads,
+    measurement_device,
+    measurement_dtype,
+    prepared_model,
+    real_inputs,
+    synchronize,
+    whole_number,
 )
 from rooflens.report.report import Report
 from rooflens.types import OpRecord
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 ITER_MARK = "rooflens::iter"
 MODULE_MARK = "rooflens::module::"
@@ -314,15 +318,15 @@ def profile_operators(
     """
     if not isinstance(report, Report):
         raise InputError(f"profile_operators() needs the model's Report (rooflens.analyze), got {type(report).__name__}")
-    dev = _device(device)
-    dt = _dtype(dtype)
-    warmup = _count(warmup, "warmup", minimum=0)
-    iters = _count(iters, "iters", minimum=1)
-    _check_model(model)
+    dev = measurement_device(device)
+    dt = measurement_dtype(dtype)
+    warmup = whole_number(warmup, "warmup", minimum=0)
+    iters = whole_number(iters, "iters", minimum=1)
+    check_model(model)
     tell = progress or (lambda phase, done, total: None)
     kind = dev.type
-    with _threads(threads), _prepared(model, dev, dt) as runnable:
-        args, kwargs = _real_inputs(inputs, input_size, dev, dt)
+    with intra_op_threads(threads), prepared_model(model, dev, dt) as runnable:
+        args, kwargs = real_inputs(inputs, input_size, dev, dt)
         _check_shapes(report, args, kwargs)
         activities = [torch.profiler.ProfilerActivity.CPU]
         if kind == "cuda":
@@ -332,7 +336,7 @@ def profile_operators(
                 for k in range(max(1, warmup)):
                     runnable(*args, **kwargs)
                     tell("warmup", k + 1, max(1, warmup))
-                _synchronize(kind)
+                synchronize(kind)
                 # the profiler's first step traces but is thrown away: its start-up cost lands there
                 schedule = torch.profiler.schedule(wait=0, warmup=1, active=iters, repeat=1)
                 with (
@@ -343,7 +347,7 @@ def profile_operators(
                     for k in range(iters + 1):
                         with torch.profiler.record_function(ITER_MARK):
                             runnable(*args, **kwargs)
-                            _synchronize(kind)
+                            synchronize(kind)
                         prof.step()
                         tell("profiling", k + 1, iters + 1)
         except (InputError, ModelError):
@@ -410,7 +414,7 @@ class _ModuleRanges:
             _, rf = self.stack.pop()
             rf.__exit__(None, None, None)
 
-    def __enter__(self) -> _ModuleRanges:
+    def __enter__(self) -> Self:
         self.handles = [
             nn_module.register_module_forward_pre_hook(self._pre),
             nn_module.register_module_forward_hook(self._post, always_call=True),
@@ -452,8 +456,6 @@ def _op_name(event_name: str) -> str | None:
 def _computes_nothing(name: str, *, leaf: bool) -> bool:
     """A view or metadata operator; for a leaf event also a composite op that called nothing (returned
     its input, like ``aten::dropout`` in eval mode or ``aten::contiguous`` on a contiguous tensor)."""
-    from rooflens.capture.engine import METADATA_OPS
-
     if name in METADATA_OPS:
         return True
     ns, _, op = name.partition(".")
@@ -522,7 +524,7 @@ class _Call:
 
 def _seconds_of(ev: Any, kind: str) -> float:
     if kind == "cuda":
-        us = getattr(ev, "device_time_total", None)
+        us: Any = getattr(ev, "device_time_total", None)
         if us is None:
             us = getattr(ev, "cuda_time_total", 0.0)
         return float(us) * 1e-6
@@ -685,7 +687,7 @@ def _build(report: Report, calls: list[_Call], device: str, threads: int, kind: 
     hits = [0] * n
     names: list[str | None] = [None] * n
     module_time: dict[str, float] = {}
-    unmatched: dict[str, list[Any]] = {}
+    unmatched: dict[tuple[str, bool], list[Any]] = {}
     cache: dict[tuple[Any, ...], list[list[Claim]]] = {}
     wall = profiled = events_total = matched_events = 0.0
     for call in calls:

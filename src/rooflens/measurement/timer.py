@@ -24,15 +24,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
+from rooflens.capture.inputs import model_inputs, parse_dtype, parse_shapes
 from rooflens.errors import InputError, ModelError
-
-if TYPE_CHECKING:
-    from rooflens.report.report import Report
 
 # ``progress(phase, done, total)``: phase is "warmup" or "timing" (a sweep prefixes "batch 8: ");
 # ``total`` may grow while timing runs on to ``min_seconds``.
@@ -41,17 +39,22 @@ Progress = Callable[[str, int, int], None]
 SUPPORTED_DEVICES = ("cpu", "cuda", "mps")
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks (numpy's default).
+def percentile(values: Sequence[float], q: int) -> float:
+    """The ``q``-th percentile (``q`` a whole number from 0 to 100) of ``values`` (in any order, not empty).
 
-    ``sorted_values`` must be sorted ascending and not empty.
+    Linear interpolation between closest ranks: the value at rank ``(n - 1) * q / 100`` of the sorted
+    values, what ``numpy.percentile`` and ``torch.quantile`` do by default (Hyndman and Fan's type 7).
+    That is ``statistics.quantiles(method="inclusive")``, used here: numpy is not a dependency of rooflens.
     """
-    if not sorted_values:
+    if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 100:
+        raise ValueError(f"percentile q={q!r}: give a whole number from 0 to 100")
+    if not values:
         raise ValueError("percentile of no values")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    if q == 0:
+        return min(values)
+    if q == 100 or len(values) == 1:  # quantiles() needs two values before Python 3.13
+        return max(values)
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,6 @@ class Measurement:
         return len(self.samples_seconds)
 
     @property
-    def _sorted(self) -> list[float]:
-        return sorted(self.samples_seconds)
-
-    @property
     def median_seconds(self) -> float:
         return statistics.median(self.samples_seconds)
 
@@ -104,11 +103,11 @@ class Measurement:
 
     @property
     def p90_seconds(self) -> float:
-        return percentile(self._sorted, 90)
+        return percentile(self.samples_seconds, 90)
 
     @property
     def p99_seconds(self) -> float:
-        return percentile(self._sorted, 99)
+        return percentile(self.samples_seconds, 99)
 
     @property
     def throughput_per_s(self) -> float:
@@ -138,84 +137,6 @@ class Measurement:
         return data
 
 
-@dataclass(frozen=True)
-class Achieved:
-    """Counted work over measured time: achieved FLOP/s and bandwidth, and how much of the peak that is.
-
-    ``flops`` and ``bytes`` are the report's totals (for the batch it was analysed with), ``seconds``
-    the measured median. With hardware in the report: ``compute_utilisation`` = achieved FLOP/s / peak,
-    ``bandwidth_utilisation`` = achieved bytes/s / bandwidth, ``efficiency`` = roofline time / measured.
-    """
-
-    seconds: float
-    flops: int
-    bytes: int
-    flops_per_s: float
-    bytes_per_s: float
-    peak_flops_per_s: float | None = None
-    bandwidth_bytes_per_s: float | None = None
-    roofline_seconds: float | None = None
-
-    @property
-    def compute_utilisation(self) -> float | None:
-        return self.flops_per_s / self.peak_flops_per_s if self.peak_flops_per_s else None
-
-    @property
-    def bandwidth_utilisation(self) -> float | None:
-        return self.bytes_per_s / self.bandwidth_bytes_per_s if self.bandwidth_bytes_per_s else None
-
-    @property
-    def efficiency(self) -> float | None:
-        if self.roofline_seconds is None or self.seconds <= 0:
-            return None
-        return self.roofline_seconds / self.seconds
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "seconds": self.seconds,
-            "flops": self.flops,
-            "bytes": self.bytes,
-            "flops_per_s": self.flops_per_s,
-            "bytes_per_s": self.bytes_per_s,
-            "peak_flops_per_s": self.peak_flops_per_s,
-            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
-            "compute_utilisation": self.compute_utilisation,
-            "bandwidth_utilisation": self.bandwidth_utilisation,
-            "roofline_seconds": self.roofline_seconds,
-            "efficiency": self.efficiency,
-        }
-
-
-def achieved(measurement: Measurement, report: Report) -> Achieved:
-    """The report's FLOPs and bytes over the measured median; utilisation when the report has hardware.
-
-    The report must have been analysed at the measured batch size (its first input's first dimension).
-    """
-    if report.inputs and report.inputs[0].shape:
-        analysed = report.inputs[0].shape[0]
-        if analysed != measurement.batch_size:
-            raise InputError(
-                f"the report was analysed at batch size {analysed} but the measurement ran batch size "
-                f"{measurement.batch_size}; analyse and measure the same input"
-            )
-    total = report.total()
-    seconds = measurement.median_seconds
-    peak = bandwidth = roof = None
-    if report.hardware is not None:
-        roofline = report.roofline
-        peak, bandwidth, roof = roofline.peak_flops_per_s, roofline.bandwidth_bytes_per_s, roofline.total_seconds
-    return Achieved(
-        seconds=seconds,
-        flops=total.flops,
-        bytes=total.bytes,
-        flops_per_s=total.flops / seconds if seconds > 0 else 0.0,
-        bytes_per_s=total.bytes / seconds if seconds > 0 else 0.0,
-        peak_flops_per_s=peak,
-        bandwidth_bytes_per_s=bandwidth,
-        roofline_seconds=roof,
-    )
-
-
 # ---- timing a callable -----------------------------------------------------------------------------
 
 
@@ -236,11 +157,11 @@ def time_callable(
     began (one warm-up call and one sample are always made). ``device`` picks the clock (see the
     module docstring).
     """
-    warmup = _count(warmup, "warmup", minimum=0)
-    iters = _count(iters, "iters", minimum=1)
+    warmup = whole_number(warmup, "warmup", minimum=0)
+    iters = whole_number(iters, "iters", minimum=1)
     min_seconds = _seconds(min_seconds, "min_seconds")
     max_seconds = _seconds(max_seconds, "max_seconds")
-    kind = _device(device).type
+    kind = measurement_device(device).type
     report = progress or (lambda phase, done, total: None)
     begun = time.perf_counter()
 
@@ -253,9 +174,9 @@ def time_callable(
         report("warmup", k + 1, warmup_calls)
         if out_of_time():
             break
-    _synchronize(kind)
+    synchronize(kind)
 
-    one = _timer(kind)
+    one = clock(kind)
     samples: list[float] = []
     total = 0.0
     while True:
@@ -273,7 +194,9 @@ def time_callable(
     return tuple(samples)
 
 
-def _timer(kind: str) -> Callable[[Callable[[], Any]], float]:
+def clock(kind: str) -> Callable[[Callable[[], Any]], float]:
+    """The clock of a device kind (``"cpu"``, ``"cuda"``, ``"mps"``): ``clock(kind)(fn)`` calls ``fn()`` once and
+    returns its seconds, as the module docstring describes (CUDA events on a GPU, ``perf_counter`` otherwise)."""
     if kind == "cuda":
 
         def cuda(fn: Callable[[], Any]) -> float:
@@ -283,7 +206,7 @@ def _timer(kind: str) -> Callable[[Callable[[], Any]], float]:
             fn()
             end.record()
             end.synchronize()
-            return start.elapsed_time(end) / 1e3  # milliseconds -> seconds
+            return float(start.elapsed_time(end)) / 1e3  # milliseconds -> seconds
 
         return cuda
     if kind == "mps":
@@ -305,7 +228,8 @@ def _timer(kind: str) -> Callable[[Callable[[], Any]], float]:
     return cpu
 
 
-def _synchronize(kind: str) -> None:
+def synchronize(kind: str) -> None:
+    """Wait for the work queued on a device kind (nothing to wait for on the CPU)."""
     if kind == "cuda":
         torch.cuda.synchronize()
     elif kind == "mps":
@@ -338,12 +262,12 @@ def measure(
     dimension of the first input tensor. Runs under ``torch.inference_mode()`` in the model's own
     training mode; the model itself is left unchanged (see the module docstring).
     """
-    dev = _device(device)
-    dt = _dtype(dtype)
+    dev = measurement_device(device)
+    dt = measurement_dtype(dtype)
     _check_options(warmup, iters, min_seconds, max_seconds)
-    _check_model(model)
-    with _threads(threads), _prepared(model, dev, dt) as runnable:
-        args, kwargs = _real_inputs(inputs, input_size, dev, dt)
+    check_model(model)
+    with intra_op_threads(threads), prepared_model(model, dev, dt) as runnable:
+        args, kwargs = real_inputs(inputs, input_size, dev, dt)
         return _measure_prepared(runnable, args, kwargs, dev, dt, warmup, iters, min_seconds, max_seconds, progress)
 
 
@@ -367,16 +291,16 @@ def sweep(
     or a list of such shapes, one per positional input; each batch size ``b`` runs inputs of shape
     ``(b, *shape)``. ``max_seconds`` caps each batch size. The model is prepared (copied/moved) once.
     """
-    sizes = [_count(b, "batch size", minimum=1) for b in batch_sizes]
+    sizes = [whole_number(b, "batch size", minimum=1) for b in batch_sizes]
     if not sizes:
         raise InputError("batch_sizes is empty; give e.g. [1, 8, 32]")
     per_sample = _per_sample_shapes(input_size_per_sample)
-    dev = _device(device)
-    dt = _dtype(dtype)
+    dev = measurement_device(device)
+    dt = measurement_dtype(dtype)
     _check_options(warmup, iters, min_seconds, max_seconds)
-    _check_model(model)
+    check_model(model)
     out: list[Measurement] = []
-    with _threads(threads), _prepared(model, dev, dt) as runnable:
+    with intra_op_threads(threads), prepared_model(model, dev, dt) as runnable:
         for b in sizes:
             phase_progress = None
             if progress is not None:
@@ -384,7 +308,7 @@ def sweep(
                 def phase_progress(phase: str, done: int, total: int, b: int = b, tell: Progress = progress) -> None:
                     tell(f"batch {b}: {phase}", done, total)
 
-            args, kwargs = _real_inputs(None, [(b, *s) for s in per_sample], dev, dt)
+            args, kwargs = real_inputs(None, [(b, *s) for s in per_sample], dev, dt)
             out.append(
                 _measure_prepared(
                     runnable, args, kwargs, dev, dt, warmup, iters, min_seconds, max_seconds, phase_progress
@@ -436,10 +360,11 @@ def batch_size_of(args: Any, kwargs: Any = None) -> int:
     return 1
 
 
-# ---- shared helpers (also used by rooflens.measurement.profile) ----------------------------------------
+# ---- shared helpers (also used by the per-operator profile and the micro-benchmarks) ------------------
 
 
-def _check_model(model: Any) -> None:
+def check_model(model: Any) -> None:
+    """An InputError unless ``model`` is an ``nn.Module`` with real (not meta) parameters and buffers."""
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
@@ -451,7 +376,8 @@ def _check_model(model: Any) -> None:
             )
 
 
-def _device(device: str | torch.device) -> torch.device:
+def measurement_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that measurement supports and this machine has (CUDA with its index)."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -468,23 +394,24 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _dtype(value: torch.dtype | str | None) -> torch.dtype | None:
-    if value is None:
-        return None
-    dt = value if isinstance(value, torch.dtype) else getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
-        raise InputError(f"dtype={value!r} is not a floating-point torch dtype (try 'float32', 'float16', 'bfloat16')")
+def measurement_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """A floating-point torch dtype from a dtype or its name (``"bfloat16"``, ``"torch.float16"``); None stays None."""
+    dt = parse_dtype(value, "dtype")
+    if dt is not None and not dt.is_floating_point:
+        raise InputError(f"dtype={value!r} is not a floating-point dtype; measurement runs the model in one "
+                         "(try 'float32', 'float16' or 'bfloat16')")
     return dt
 
 
 def _check_options(warmup: Any, iters: Any, min_seconds: Any, max_seconds: Any) -> None:
-    _count(warmup, "warmup", minimum=0)
-    _count(iters, "iters", minimum=1)
+    whole_number(warmup, "warmup", minimum=0)
+    whole_number(iters, "iters", minimum=1)
     _seconds(min_seconds, "min_seconds")
     _seconds(max_seconds, "max_seconds")
 
 
-def _count(value: Any, what: str, *, minimum: int) -> int:
+def whole_number(value: Any, what: str, *, minimum: int) -> int:
+    """``value`` when it is an int (not a bool) of at least ``minimum``; an InputError naming ``what`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InputError(f"{what}={value!r} must be a whole number >= {minimum}")
     return value
@@ -499,11 +426,12 @@ def _seconds(value: Any, what: str) -> float | None:
 
 
 @contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads (None: as they are), restored afterwards."""
     if threads is None:
         yield
         return
-    threads = _count(threads, "threads", minimum=1)
+    threads = whole_number(threads, "threads", minimum=1)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -526,7 +454,7 @@ def _needs_copy(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | Non
 
 
 @contextlib.contextmanager
-def _prepared(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> Iterator[torch.nn.Module]:
+def prepared_model(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> Iterator[torch.nn.Module]:
     """The model to run: a moved deep copy when device or dtype differ, else the model itself.
 
     Either way the user's model ends as it began: ``training`` flags are put back and, when the model
@@ -560,13 +488,14 @@ def _prepared(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None)
                     b.copy_(value)
 
 
-def _real_inputs(
+def real_inputs(
     inputs: Any, input_size: Any, dev: torch.device, dt: torch.dtype | None
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Real tensors on ``dev`` (floating ones in ``dt`` when given); shapes become random tensors."""
-    from rooflens.capture.inputs import model_inputs as _inputs  # the same input rules as analyze()
+    """Real tensors on ``dev`` (floating ones in ``dt`` when given); shapes become random tensors.
 
-    args, kwargs = _inputs(inputs, input_size, dt or torch.float32)
+    ``inputs``/``input_size`` follow the rules of :func:`rooflens.analyze` (one parser for both).
+    """
+    args, kwargs = model_inputs(inputs, input_size, dt or torch.float32)
 
     def real(t: Any) -> Any:
         if not isinstance(t, torch.Tensor):
@@ -584,15 +513,12 @@ def _real_inputs(
 
 
 def _per_sample_shapes(size: Any) -> list[tuple[int, ...]]:
-    sizes = list(size)
-    nested = [s for s in sizes if isinstance(s, (tuple, list, torch.Size))]
-    if nested and len(nested) != len(sizes):
-        raise InputError(f"input_size_per_sample {size!r} mixes shapes and numbers")
-    shapes = [tuple(s) for s in sizes] if nested else [tuple(sizes)]
-    for shape in shapes:
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise InputError(f"input_size_per_sample {shape!r} must be positive integers, e.g. (3, 224, 224)")
-    return shapes
+    """One shape per positional input, without the batch dimension (the rules of ``input_size``)."""
+    try:
+        return parse_shapes(size)
+    except InputError as e:
+        raise InputError(f"input_size_per_sample={size!r}, the shape of one sample without the batch dimension "
+                         f"(e.g. (3, 224, 224)): {e}") from None
 
 
 def _run_dtype(model: torch.nn.Module, dt: torch.dtype | None) -> str | None:

@@ -364,7 +364,7 @@ class _Placer:
         self.frame = ax.get_window_extent(renderer)
 
     def score(self, box: Any) -> float:
-        outside = box.width * box.height - _overlap(box, self.frame)
+        outside = float(box.width * box.height) - _overlap(box, self.frame)
         return (
             8 * outside
             + 3 * sum(_overlap(box, b) for b in self.boxes)

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from rooflens.errors import InputError
 from rooflens.hardware.spec import HardwareSpec, Precision
+from rooflens.report.measured import Achieved, MeasurementLike, achieved
 from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
 
 if TYPE_CHECKING:
     from rooflens.analysis.calibrated import Prediction
     from rooflens.analysis.roofline import Roofline, Timing
-    from rooflens.measurement import Achieved, Measurement
 
 SCHEMA_VERSION = 1
 
@@ -62,7 +62,7 @@ class Report:
     act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
     hardware: HardwareSpec | None = None
     backward: bool = False  # the records include the backward pass (``phase == "backward"``)
-    measurement: Measurement | None = None  # timed real forward passes (analyze(..., measure=True))
+    measurement: MeasurementLike | None = None  # timed real forward passes (analyze(..., measure=True))
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +124,7 @@ class Report:
     @property
     def calibrated(self) -> Prediction | None:
         """The calibrated latency estimate on ``hardware`` (per operator, per module, total), when the
-        device was measured by ``rooflens hw bench`` / ``rooflens.hardware.benchmark()``; None for a
+        device was measured by ``rooflens hw bench`` / ``rooflens.measurement.benchmark()``; None for a
         datasheet device. Unlike the roofline time, an estimate of an eager run, not a bound."""
         if self.hardware is None:
             return None
@@ -139,8 +139,6 @@ class Report:
         """Counted FLOPs and bytes over the measured median: FLOP/s, bytes/s, utilisation of the device."""
         if self.measurement is None:
             return None
-        from rooflens.measurement import achieved
-
         return achieved(self.measurement, self)
 
     def with_hardware(self, hardware: HardwareSpec | str) -> Report:
@@ -229,7 +227,7 @@ class Report:
     def to_json(self, *, indent: int | None = 2, operators: bool = True) -> str:
         return json.dumps(self.to_dict(operators=operators), indent=indent)
 
-    # ---- rendering (the logic lives in rooflens.report.formats and .terminal) -------------------
+    # ---- rendering (the logic lives in rooflens.report.terminal and .export) ----------------------
     def render(self, *, depth: int | None = None, byte_unit: ByteUnit | str = ByteUnit.SI, width: int = 140) -> str:
         """The module table with header and footer as plain text (no colour), ``width`` columns wide.
 
@@ -249,18 +247,18 @@ class Report:
         yield from renderables(self, width=options.max_width)
 
     def _repr_html_(self) -> str:
-        from rooflens.report.formats import to_html
+        from rooflens.report.export import to_html
 
         return to_html(self)
 
     def to_csv(self, *, byte_unit: ByteUnit | str | None = None) -> str:
         """One row per module in base units (bytes), or MB/MiB columns with ``byte_unit``."""
-        from rooflens.report.formats import to_csv
+        from rooflens.report.export import to_csv
 
         return to_csv(self, ByteUnit(byte_unit) if byte_unit is not None else None)
 
     def to_markdown(self, *, depth: int | None = None, byte_unit: ByteUnit | str = ByteUnit.SI) -> str:
-        from rooflens.report.formats import to_markdown
+        from rooflens.report.export import to_markdown
 
         return to_markdown(self, depth, ByteUnit(byte_unit))
 

@@ -2,8 +2,9 @@
 
 ``renderables(report)`` gives rich objects (``rich.print(report)`` uses them through
 ``Report.__rich_console__``); ``render_text(report, width=...)`` gives plain text at a fixed width
-without colour, for files and golden tests. rich is imported inside the functions only, so that
-``import rooflens`` stays light.
+without colour, for files and golden tests. The blocks of :mod:`rooflens.report.document` are drawn
+with the helpers here too (:func:`label_grid`, :func:`grid_table`, :func:`text_line`). rich is imported
+inside the functions only, so that ``import rooflens`` stays light.
 """
 
 from __future__ import annotations
@@ -11,18 +12,8 @@ from __future__ import annotations
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
-from rooflens.report.formats import (
-    COLUMNS,
-    NUMERIC_COLUMNS,
-    UNSUPPORTED_LABEL,
-    ModuleRow,
-    columns,
-    footer_lines,
-    header_lines,
-    module_rows,
-    row_cells,
-    table_note,
-)
+from rooflens.report.summary import UNSUPPORTED_LABEL, footer_lines, header_lines
+from rooflens.report.table import COLUMNS, NUMERIC_COLUMNS, ModuleRow, columns, module_rows, row_cells, table_note
 from rooflens.report.units import ByteUnit
 
 if TYPE_CHECKING:
@@ -123,13 +114,13 @@ def module_table(
     shown = [i for i, col in enumerate(cols) if col in widths]
     for i in shown:
         col = cols[i]
-        justify = "right" if col in NUMERIC_COLUMNS else "left"
-        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[col])
+        table.add_column(col, justify="right" if col in NUMERIC_COLUMNS else "left", no_wrap=True,
+                         overflow="ellipsis", width=widths[col])
     for row, row_text in zip(rows, cells, strict=True):
         name = Text()
         name.append(row.prefix, style="dim")
         name.append(row_text[0], style="bold" if row.depth == 0 else "")
-        values = [name, *row_text[1:]]
+        values: list[Any] = [name, *row_text[1:]]
         table.add_row(*(values[i] for i in shown), style="" if row.ran else "dim")
     return table
 
@@ -157,14 +148,11 @@ def render_text(
     return plain_text(renderables(report, depth=depth, byte_unit=byte_unit, width=width), width=width)
 
 
-def print_report(
-    report: Report, *, depth: int | None = None, byte_unit: ByteUnit = ByteUnit.SI, file: Any = None
-) -> None:
-    """Print to a terminal with colour, at its width (``file``: default standard output)."""
+def terminal_console(file: Any = None) -> Any:
+    """A rich console for a terminal (``file``: default standard output): colour, its width, text as given."""
     from rich.console import Console
 
-    console = Console(file=file, highlight=False, emoji=False, markup=False)
-    print_items(renderables(report, depth=depth, byte_unit=byte_unit, width=console.width), console=console)
+    return Console(file=file, highlight=False, emoji=False, markup=False)
 
 
 def plain_text(items: list[Any], *, width: int = DEFAULT_WIDTH) -> str:
@@ -182,12 +170,17 @@ def plain_text(items: list[Any], *, width: int = DEFAULT_WIDTH) -> str:
 
 
 def print_items(items: list[Any], *, console: Any = None) -> None:
-    """rich renderables to the terminal, with colour."""
-    from rich.console import Console
-
-    console = console or Console(highlight=False, emoji=False, markup=False)
+    """rich renderables to the terminal (``console``: default :func:`terminal_console`), with colour."""
+    out = console or terminal_console()
     for item in items:
-        console.print(item)
+        out.print(item)
+
+
+def text_line(text: str, *, style: str = "", wrap: bool = True) -> Any:
+    """A line of text (wrapped at the width unless ``wrap`` is False: then cut)."""
+    from rich.text import Text
+
+    return Text(text, style=style, no_wrap=not wrap, overflow="fold" if wrap else "crop")
 
 
 def grid_table(

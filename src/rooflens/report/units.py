@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 
-_SI = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
-_BINARY = [(2**50, "Pi"), (2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki")]
+_SI: list[tuple[float, str]] = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
+_BINARY: list[tuple[float, str]] = [(2**50, "Pi"), (2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki")]
 
 
 class ByteUnit(str, enum.Enum):
@@ -27,7 +27,17 @@ def si(value: float, unit: str = "", digits: int = 2) -> str:
 
 def si3(value: float, unit: str = "") -> str:
     """Three significant digits and an SI prefix: ``1.92e13 -> '19.2 T'``, ``4.48e11, 'B/s' -> '448 GB/s'``."""
-    for scale, prefix in [*_SI, (1.0, "")]:
+    return _three(value, _SI, unit)
+
+
+def bytes3(value: float, byte_unit: ByteUnit = ByteUnit.SI, unit: str = "B") -> str:
+    """Bytes (``unit="B/s"``: bytes per second) with three significant digits: ``4.48e11 -> '448 GB'``
+    (SI) or ``'417 GiB'`` (binary)."""
+    return _three(value, _SI if byte_unit is ByteUnit.SI else _BINARY, unit)
+
+
+def _three(value: float, prefixes: list[tuple[float, str]], unit: str) -> str:
+    for scale, prefix in [*prefixes, (1.0, "")]:
         if abs(value) >= scale or scale == 1.0:
             scaled = value / scale
             decimals = max(0, 2 - len(str(int(abs(scaled)))) + 1)
@@ -43,6 +53,11 @@ def nbytes(value: float, unit: ByteUnit = ByteUnit.SI, digits: int = 2) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}f} {prefix}B"
     return f"{int(value)} B"
+
+
+def rate(value: float, byte_unit: ByteUnit = ByteUnit.SI, digits: int = 2) -> str:
+    """Bytes per second: ``4.48e11 -> '448.00 GB/s'`` (SI) or ``'417.23 GiB/s'`` (binary)."""
+    return nbytes(value, byte_unit, digits) + "/s"
 
 
 def count(value: int) -> str:

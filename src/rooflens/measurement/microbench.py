@@ -61,14 +61,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from rooflens.capture.engine import run_capture
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision
-from rooflens.measurement.timer import _synchronize, _threads, _timer
+from rooflens.measurement.timer import clock, intra_op_threads, synchronize
+from rooflens.types import ZERO
 
 Progress = Callable[[str, float], None]
 Rows = list[list[float]]
@@ -161,7 +163,7 @@ def benchmark(
     timer = _Timer(dev, plan)
     llc = _llc_bytes() if dev.type == "cpu" else _gpu_l2_bytes(dev)
     load_before = _load_average()
-    with _threads(threads), torch.no_grad():
+    with intra_op_threads(threads), torch.no_grad():
         nthreads = torch.get_num_threads()
         curves: dict[str, Rows] = {}
         scalars: dict[str, float] = {}
@@ -259,10 +261,10 @@ class _Timer:
         self.kind = device.type
         self.cuda = device.type == "cuda"
         self.plan = plan
-        self._one = _timer(device.type)  # the clock of rooflens.measure: perf_counter, or CUDA events
+        self._one = clock(device.type)  # the clock of rooflens.measure: perf_counter, or CUDA events
 
     def _sync(self) -> None:
-        _synchronize(self.kind)
+        synchronize(self.kind)
 
     def _sample(self, fn: Callable[[], Any], inner: int) -> float:
         def calls() -> None:
@@ -373,13 +375,11 @@ class _Call(torch.nn.Module):
 
 def _point(timer: _Timer, fn: Callable[..., Any], *args: torch.Tensor, tiny: bool = False,
            reps: int | None = None) -> list[float]:
-    """``[flops, bytes, seconds]`` of ``fn(*args)``: FLOPs and bytes as rooflens counts them (on fake
-    tensors, a few milliseconds; the arguments are not touched), seconds as ``timer`` measures them."""
-    from rooflens.api import analyze
-
-    cost = analyze(_Call(fn), list(args)).total()
+    """``[flops, bytes, seconds]`` of ``fn(*args)``: FLOPs and bytes as rooflens counts them (one capture
+    run on fake copies of the arguments, a few milliseconds; the arguments are not touched), seconds as
+    ``timer`` measures them."""
+    cost = sum((r.cost for r in run_capture(_Call(fn), args, {}).records), ZERO)
     return [float(cost.flops), float(cost.bytes), timer.time(functools.partial(fn, *args), tiny=tiny, reps=reps)]
-
 
 
 def _parse_dtypes(dtypes: Sequence[str] | None) -> list[str]:
@@ -496,11 +496,8 @@ def _family_case(family: str, x: torch.Tensor) -> tuple[Callable[..., Any], tupl
         return torch.relu_, (x,)
     if family == "add":
         return torch.add, (x, torch.randn_like(x))
-    if family == "batchnorm":  # inference: running statistics
-        stats = (torch.zeros(64, device=dev), torch.ones(64, device=dev), torch.ones(64, device=dev),
-                 torch.zeros(64, device=dev))
-        return functools.partial(F.batch_norm, running_mean=stats[0], running_var=stats[1], weight=stats[2],
-                                 bias=stats[3], training=False, eps=1e-5), (x,)
+    if family == "batchnorm":
+        return functools.partial(_batch_norm, stats=_BatchNormStats.fresh(64, dev)), (x,)
     if family == "layernorm":  # over rows of 256 (a transformer's or a ConvNeXt's channels)
         rows = x.reshape(-1, 256) if x.numel() >= 256 else x.reshape(1, -1)
         d = rows.shape[-1]
@@ -536,7 +533,7 @@ def _alloc_curve(timer: _Timer, dev: torch.device, sizes: Sequence[int]) -> Rows
     for n in sizes:
         buf = torch.empty(n, device=dev)
         reuse = timer.time(functools.partial(buf.fill_, 1.0))
-        fresh = timer.time(lambda n=n: torch.empty(n, device=dev).fill_(1.0))
+        fresh = timer.time(functools.partial(_fresh_filled, n, dev))
         curve.append([0.0, float(4 * n), max(0.0, fresh - reuse)])
     return curve
 
@@ -558,10 +555,9 @@ def _sequence_overheads(timer: _Timer, dev: torch.device, shapes: Sequence[tuple
     for c, r in shapes:
         x = torch.randn(1, c, r, r, device=dev)
         weights = [torch.randn(c, c, 1, 1, device=dev) / math.sqrt(c) for _ in range(blocks)]
-        stats = (torch.zeros(c, device=dev), torch.ones(c, device=dev), torch.ones(c, device=dev),
-                 torch.zeros(c, device=dev))
+        stats = _BatchNormStats.fresh(c, dev)
         alone = (timer.time(functools.partial(F.conv2d, x, weights[0]))
-                 + timer.time(functools.partial(F.batch_norm, x, *stats, False, 0.1, 1e-5))
+                 + timer.time(functools.partial(_batch_norm, x, stats))
                  + timer.time(functools.partial(torch.relu_, x.clone())))
         chain = timer.time(functools.partial(_functional_chain, x, weights, stats))
         layers: list[torch.nn.Module] = []
@@ -577,10 +573,33 @@ def _sequence_overheads(timer: _Timer, dev: torch.device, shapes: Sequence[tuple
     return rows, max(0.0, module_costs[0])
 
 
-def _functional_chain(x: torch.Tensor, weights: Sequence[torch.Tensor], stats: Sequence[torch.Tensor]) -> torch.Tensor:
+def _functional_chain(x: torch.Tensor, weights: Sequence[torch.Tensor], stats: _BatchNormStats) -> torch.Tensor:
     for w in weights:
-        x = torch.relu_(F.batch_norm(F.conv2d(x, w), *stats, False, 0.1, 1e-5))
+        x = torch.relu_(_batch_norm(F.conv2d(x, w), stats))
     return x
+
+
+class _BatchNormStats(NamedTuple):
+    """Running statistics and affine parameters of an inference batch norm over ``channels``."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    @classmethod
+    def fresh(cls, channels: int, dev: torch.device) -> _BatchNormStats:
+        return cls(torch.zeros(channels, device=dev), torch.ones(channels, device=dev),
+                   torch.ones(channels, device=dev), torch.zeros(channels, device=dev))
+
+
+def _batch_norm(x: torch.Tensor, stats: _BatchNormStats) -> torch.Tensor:
+    """Batch norm in inference (running statistics), as an ``nn.BatchNorm2d`` in eval mode runs it."""
+    return F.batch_norm(x, stats.mean, stats.var, stats.weight, stats.bias, training=False, momentum=0.1, eps=1e-5)
+
+
+def _fresh_filled(n: int, dev: torch.device) -> torch.Tensor:
+    return torch.empty(n, device=dev).fill_(1.0)
 
 
 def _stream(timer: _Timer, dev: torch.device, llc: int | None, plan: _Plan) -> tuple[Rows, Rows]:

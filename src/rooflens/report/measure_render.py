@@ -1,0 +1,127 @@
+"""Measurements in words: the per-batch table of `rooflens bench` and the per-module table of its
+per-operator profile (the measured latency of a Report is in its footer, :mod:`rooflens.report.summary`).
+
+The report layer sits below :mod:`rooflens.measurement` and never imports it: what is shown of a
+measurement is read through the structural types of :mod:`rooflens.report.measured`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rooflens.errors import InputError
+from rooflens.report.document import Block, Document, Gap, Grid, Heading, Note
+from rooflens.report.markup import grid_csv
+from rooflens.report.measured import Achieved, MeasurementLike, ProfileLike, ProfileRowLike
+from rooflens.report.table import share_text
+from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
+
+if TYPE_CHECKING:
+    from rooflens.report.report import Report
+
+BENCH_NUMERIC = frozenset({
+    "Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s", "Roofline", "Efficiency",
+    "% peak", "Measured", "Lost", "Records", "Calibrated", "Error",
+})
+BENCH_NOTE = ("Latency per forward call (the first call is never timed); FLOP/s and Bytes/s: counted work / "
+              "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak; "
+              "Calibrated (measured devices): the predicted latency, Error = (predicted - measured) / measured")
+
+
+def _measured(report: Report) -> tuple[MeasurementLike, Achieved]:
+    m, a = report.measurement, report.achieved
+    if m is None or a is None:
+        raise InputError(f"the report of {report.model} has no measurement: analyze(..., measure=True)")
+    return m, a
+
+
+def bench_table(
+    reports: Sequence[Report], byte_unit: ByteUnit = ByteUnit.SI
+) -> tuple[tuple[str, ...], list[list[str]]]:
+    """One row per measured report (a batch size each): latency statistics, throughput, achieved rates,
+    roofline and efficiency, and the calibrated estimate and its error when the device was measured."""
+    measured = [(*_measured(r), r.calibrated.total_seconds if r.calibrated is not None else None) for r in reports]
+    roof = any(a.roofline_seconds is not None for _, a, _ in measured)
+    headers: tuple[str, ...] = ("Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s")
+    if roof:
+        headers += ("Roofline", "Efficiency", "% peak")
+    if any(est is not None for _, _, est in measured):
+        headers += ("Calibrated", "Error")
+    rows = []
+    for m, a, est in measured:
+        row = [str(m.batch_size), seconds_text(m.median_seconds), seconds_text(m.p90_seconds),
+               seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds),
+               f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), bytes3(a.bytes_per_s, byte_unit, "B/s")]
+        if roof:
+            row += [seconds_text(a.roofline_seconds) if a.roofline_seconds is not None else "-",
+                    share_text(a.efficiency), share_text(a.compute_utilisation)]
+        if "Calibrated" in headers:
+            row += ["-", "-"] if est is None else [
+                seconds_text(est), f"{100 * (est - m.median_seconds) / m.median_seconds:+.1f}%"]
+        rows.append(row)
+    return headers, rows
+
+
+PROFILE_COLUMNS = ("Module", "Type", "Measured", "Roofline", "Efficiency", "FLOP/s", "Lost")
+
+
+def profile_table(rows: Sequence[ProfileRowLike]) -> list[list[str]]:
+    """Per module (``rooflens.measurement.module_rows``), :data:`PROFILE_COLUMNS` in order: measured,
+    roofline, efficiency, achieved FLOP/s, time lost against the roofline."""
+    return [[r.path or "<model>", r.type_name, seconds_text(r.measured_seconds),
+             seconds_text(r.roofline_seconds) if r.roofline_seconds is not None else "-", share_text(r.efficiency),
+             si3(r.achieved_flops_per_s), seconds_text(r.lost_seconds) if r.lost_seconds is not None else "-"]
+            for r in rows]
+
+
+def profile_note(profile: ProfileLike) -> str:
+    views = [e for e in profile.unmatched_events if e.aliasing]
+    other = [e for e in profile.unmatched_events if not e.aliasing]
+    matched = 100 * profile.matched_seconds / profile.profiled_seconds if profile.profiled_seconds else 0
+    text = (f"{profile.matched_records}/{len(profile.record_seconds)} analysed operators matched to profiled events; "
+            f"{matched:.1f}% of the profiled time matched")
+    if other:
+        text += "; not matched: " + ", ".join(f"{e.name} x{e.count}" for e in other[:8])
+    if views:
+        text += f"; {len(views)} view operators (not analysed: they move no data)"
+    return text
+
+
+def bench_document(
+    reports: Sequence[Report],
+    *,
+    device: str,
+    threads: int | None = None,
+    dtype: str | None = None,
+    profile: ProfileLike | None = None,
+    profile_rows: Sequence[ProfileRowLike] = (),
+    byte_unit: ByteUnit | None = None,
+) -> Document:
+    """`rooflens bench`: a row per measured report (one per batch size, each with its ``measurement``) and,
+    with a ``profile`` of the first, a row per module (``profile_rows``); JSON and CSV in base units."""
+    first = reports[0]
+    hw = first.hardware
+    title = f"{first.model} on {device}" + (f" ({threads} threads)" if threads else "")
+    if hw is not None:
+        title += f"; roofline on {hw.name}"
+    headers, rows = bench_table(reports, byte_unit or ByteUnit.SI)
+    blocks: list[Block] = [Heading(title), Grid(headers, rows, BENCH_NUMERIC), Note(BENCH_NOTE)]
+    if profile is not None:
+        order = "most time lost against the roofline first" if hw is not None else "most time first"
+        blocks += [Gap(), Heading(f"per module at batch {_measured(first)[0].batch_size}, {order}"),
+                   Grid(PROFILE_COLUMNS, profile_table(profile_rows), BENCH_NUMERIC), Note(profile_note(profile))]
+
+    def data() -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": first.model, "device": device, "threads": threads, "dtype": dtype,
+            "hardware": hw.as_dict() if hw is not None else None,
+            "batches": [{**m.as_dict(samples=False), "achieved": a.as_dict(),
+                         "calibrated_seconds": r.calibrated.total_seconds if r.calibrated is not None else None}
+                        for r in reports for m, a in [_measured(r)]],
+        }
+        if profile is not None:
+            out["per_op"] = profile.as_dict()
+        return out
+
+    return Document(title=title, blocks=blocks, data=data, csv=lambda: grid_csv(headers, rows))
