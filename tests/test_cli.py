@@ -665,3 +665,34 @@ def test_bytes_is_honoured_where_it_is_accepted(capsys, model_file):
     assert f"{16e9 / 2**30:.1f} GiB" in a4000 and f"{448e9 / 2**30:.0f} GiB/s" in a4000
     code, out, _ = run(capsys, "hw", "show", "a4000", "--bytes", "binary")
     assert f"Bandwidth: {448e9 / 2**30:.2f} GiB/s" in out
+
+
+CHECKS_FILE = """
+import torch
+from torch import nn
+
+class Checks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if (x > -1e30).all():  # a yes/no read of the values, as a padding check is
+            return self.fc(x)
+        return x
+
+def build():
+    return Checks()
+"""
+
+
+def test_value_checks_on_meta(capsys, tmp_path):
+    path = tmp_path / "checks.py"
+    path.write_text(CHECKS_FILE)
+    code, out, _ = run(capsys, "profile", f"{path}:build", "-i", "2,4", "--meta", "-f", "json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["total"]["macs"] == 2 * 4 * 4  # the check passed: fc ran (32 MACs)
+    assert any("assumed that a value check" in d for d in report["diagnostics"])
+    code, _, err = run(capsys, "profile", f"{path}:build", "-i", "2,4", "--meta", "--value-checks", "error")
+    assert_one_line_error(code, err, "aten._local_scalar_dense", "meta device")

@@ -197,6 +197,9 @@ def _meta_option() -> argparse.ArgumentParser:
     p.add_argument("--meta", action=argparse.BooleanOptionalAction, default=None,
                    help="build the model on the meta device (fast, no memory; parameter values unknown); "
                    "default: meta for torchvision models whose forward does not need values")
+    p.add_argument("--value-checks", choices=("assume", "error"), default="assume",
+                   help="on the meta device, a yes/no read of a tensor (attention_mask.all(): any padding?): "
+                   "assume it passes, listed in the diagnostics (default), or stop with an error")
     return p
 
 
@@ -400,7 +403,8 @@ def _model(args: argparse.Namespace, *, meta: bool | None, batch: int | None = N
 def _analyse(args: argparse.Namespace, model: Any, source: dict[str, Any], name: str, **options: Any) -> Report:
     """analyze() with the command's dtype, convention and precision options (seeded: see :func:`_seeded`)."""
     return _seeded(analyze, model, dtype=args.dtype, convention=args.convention, precision=args.precision,
-                   weight_bits=args.weight_bits, act_bits=args.act_bits, name=name, **source, **options)
+                   weight_bits=args.weight_bits, act_bits=args.act_bits, name=name,
+                   value_checks=getattr(args, "value_checks", "assume"), **source, **options)
 
 
 def hardware(names: Sequence[str], *, device: str = "cpu", threads: int | None = None) -> list[HardwareSpec]:
@@ -445,7 +449,7 @@ def cmd_profile(args: argparse.Namespace) -> Document:
     doc = report_document(report, args.depth, _byte_unit(args))
     if args.summary:
         mem = _seeded(memory, model, dtype=args.dtype, weight_bits=report.weight_bits, act_bits=report.act_bits,
-                      name=name, **source)
+                      name=name, value_checks=args.value_checks, **source)
         doc = with_summary(doc, mem.summary())
     return doc
 
@@ -464,7 +468,7 @@ def cmd_memory(args: argparse.Namespace) -> Document:
     mem = _seeded(memory, model, dtype=args.dtype, train=args.train,
                   optimizer=args.optimizer or ("sgd" if args.train else None), mixed_precision=args.mixed_precision,
                   checkpoint=tuple(args.checkpoint), weight_bits=args.weight_bits or bits,
-                  act_bits=args.act_bits or bits, name=name, **source)
+                  act_bits=args.act_bits or bits, name=name, value_checks=args.value_checks, **source)
     return memory_document(mem, _byte_unit(args))
 
 

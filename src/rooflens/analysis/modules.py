@@ -45,7 +45,7 @@ def build_tree(
         nodes[path] = ModuleNode(
             path=path,
             type_name=type(module).__name__,
-            own_params=sum(p.numel() for p in module.parameters(recurse=False)),
+            own_params=sum(p.numel() for p in module._parameters.values() if p is not None),
             calls=calls.get(path, 0),
             output_shapes=output_shapes.get(path, ()),
         )
@@ -60,8 +60,9 @@ def build_tree(
     tensors: dict[str, tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]] = {}
     for path in reversed(list(nodes)):  # children come after their parent in named_modules order
         node, module = nodes[path], modules[path]
-        params: dict[int, torch.Tensor] = {id(p): p for p in module.parameters(recurse=False)}
-        buffers: dict[int, torch.Tensor] = {id(b): b for b in module.buffers(recurse=False)}
+        # the module's own tensors (its _parameters and _buffers: parameters(recurse=False) without the walk)
+        params: dict[int, torch.Tensor] = {id(p): p for p in module._parameters.values() if p is not None}
+        buffers: dict[int, torch.Tensor] = {id(b): b for b in module._buffers.values() if b is not None}
         for child in node.children:
             params.update(tensors[child][0])
             buffers.update(tensors[child][1])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten
 
 from rooflens.capture.harness import Session, run_model, run_op
 from rooflens.capture.hops import hop_name, is_hop, run_hop
@@ -152,12 +152,10 @@ class CostMode(TorchDispatchMode):
 
     def _inherit_kind(self, args: Any, out: Any) -> None:
         """A view of a parameter or buffer (``weight.t()``, ``bias.view(...)``) is still that parameter or buffer."""
-        source = args[0] if args and isinstance(args[0], torch.Tensor) else next(
-            (a for a in tree_flatten(args)[0] if isinstance(a, torch.Tensor)), None
-        )
+        source = next(_tensors(args), None)
         kind = self._kind(source) if source is not None else TensorKind.ACTIVATION
         if kind is not TensorKind.ACTIVATION:
-            for t in tree_flatten(out)[0]:
+            for t in _tensors(out):
                 if isinstance(t, torch.Tensor) and id(t) not in self.kinds:
                     self._view_kinds[id(t)] = kind
                     self._views.append(t)
@@ -191,10 +189,10 @@ class CostMode(TorchDispatchMode):
                 known = metas[id(v)] = self._meta(v)
             return known
 
-        args_meta = tree_map(meta, raw)
-        read_args = [v for k, v in args_meta.items() if k not in outs] if raw else tree_map(meta, (args, kwargs))
-        inputs = tuple({id(m): m for m in tree_flatten(read_args)[0] if isinstance(m, TensorMeta)}.values())
-        outputs = tuple(meta(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+        args_meta = {k: _map_tensors(meta, v) for k, v in raw.items()}
+        read = [v for k, v in raw.items() if k not in outs] if raw else [args, kwargs]
+        inputs = tuple({id(t): meta(t) for t in _tensors(read)}.values())
+        outputs = tuple(meta(t) for t in _tensors(out))
         call = OpCall(op=name, args=args_meta, inputs=inputs, outputs=outputs, convention=self.convention)
         via = self._via[0] if self._via else ""
         module, phase = self.tracker.current, self.tracker.phase
@@ -212,6 +210,27 @@ class CostMode(TorchDispatchMode):
                 )
         read, written = sum(t.nbytes for t in inputs), sum(t.nbytes for t in outputs)
         return OpRecord(name, module, inputs, outputs, Cost(0, 0, read, written), supported=False, via=via, phase=phase)
+
+
+def _tensors(tree: Any) -> Iterator[torch.Tensor]:
+    """The tensors in nested lists, tuples and dicts, in order: what operator arguments and results hold
+    (a plain walk, several times cheaper than torch's general pytree for these few shapes)."""
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, (list, tuple)):
+        for item in tree:
+            yield from _tensors(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _tensors(item)
+
+
+def _map_tensors(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, (list, tuple)) and any(isinstance(t, (torch.Tensor, list, tuple)) for t in tree):
+        return type(tree)(_map_tensors(fn, t) for t in tree) if type(tree) in (list, tuple) else tree
+    return tree
 
 
 @functools.cache

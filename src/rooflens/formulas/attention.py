@@ -24,7 +24,9 @@ Conventions and simplifications, stated once for every variant below:
 
 from __future__ import annotations
 
-from rooflens.formulas.registry import OpCall, dot_flops, formula, prod
+from math import prod
+
+from rooflens.formulas.registry import OpCall, dot_flops, formula
 from rooflens.types import Convention, Cost, TensorMeta
 
 # FLOPs per attention score besides the two products (see the module docstring).

@@ -37,6 +37,8 @@ Derivations, with the forward's MACs ``m``:
 
 from __future__ import annotations
 
+from math import prod
+
 from rooflens.formulas.attention import (
     cudnn_attention_forward,
     efficient_attention_forward,
@@ -45,7 +47,7 @@ from rooflens.formulas.attention import (
 )
 from rooflens.formulas.conv import conv_cost
 from rooflens.formulas.pool import AVERAGE_DIVIDE, adaptive_pool_flops
-from rooflens.formulas.registry import Formula, OpCall, dot_flops, formula, prod
+from rooflens.formulas.registry import Formula, OpCall, dot_flops, formula
 from rooflens.formulas.rnn import cudnn_rnn, mkldnn_layer_cost
 from rooflens.types import Cost, TensorMeta
 

@@ -23,8 +23,9 @@ transposed one):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
-from rooflens.formulas.registry import OpCall, dot_cost, formula, is_complex, prod
+from rooflens.formulas.registry import OpCall, dot_cost, formula, is_complex
 from rooflens.types import Convention, Cost
 
 

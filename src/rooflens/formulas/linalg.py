@@ -75,8 +75,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from math import prod
 
-from rooflens.formulas.registry import OpCall, dot_cost, formula, is_complex, prod
+from rooflens.formulas.registry import OpCall, dot_cost, formula, is_complex
 from rooflens.types import Cost, TensorMeta
 
 F = Fraction

@@ -38,8 +38,9 @@ vdot, addmv, addr, linear and _trilinear; the fp8, integer and quantised kernels
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
-from rooflens.formulas.registry import OpCall, dot_cost, dot_flops, formula, is_complex, prod
+from rooflens.formulas.registry import OpCall, dot_cost, dot_flops, formula, is_complex
 from rooflens.types import Convention, Cost, TensorMeta
 
 # Extra FLOPs per element of the activations fused into ``_addmm_activation`` (same counts as the

@@ -29,9 +29,10 @@ floating point).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from math import prod
 from typing import Any
 
-from rooflens.formulas.registry import BytesRule, OpCall, default_bytes, formula, output_only_bytes, prod
+from rooflens.formulas.registry import BytesRule, OpCall, default_bytes, formula, output_only_bytes
 from rooflens.types import Cost, TensorMeta
 
 

@@ -35,8 +35,9 @@ Bytes: the default rule (input read once, output and any indices written).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
-from rooflens.formulas.registry import Formula, OpCall, formula, prod
+from rooflens.formulas.registry import Formula, OpCall, formula
 from rooflens.types import Cost, TensorMeta
 
 

@@ -11,7 +11,7 @@ front-end can share the formulas.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,13 +120,6 @@ formula = REGISTRY.register
 
 
 # ---- helpers shared by the formula families ---------------------------------------------------------
-
-
-def prod(values: Iterable[int]) -> int:
-    n = 1
-    for v in values:
-        n *= int(v)
-    return n
 
 
 def is_complex(t: TensorMeta) -> bool:

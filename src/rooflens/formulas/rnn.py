@@ -28,9 +28,10 @@ Derivation, per time step, per layer and direction, batch B, input width I, hidd
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
-from rooflens.formulas.registry import OpCall, default_bytes, dot_flops, formula, prod
+from rooflens.formulas.registry import OpCall, default_bytes, dot_flops, formula
 from rooflens.types import Convention, Cost, TensorMeta
 
 # cuDNN / MIOpen / oneDNN mode enum as torch passes it (``mode`` argument).

@@ -6,8 +6,10 @@ box counts depend on values), and then these formulas see the real shapes.
 
 from __future__ import annotations
 
+from math import prod
+
 from rooflens.formulas.conv import conv_cost
-from rooflens.formulas.registry import OpCall, formula, prod
+from rooflens.formulas.registry import OpCall, formula
 from rooflens.types import Cost
 
 BILINEAR_FLOPS = 7  # 4 multiplies + 3 adds per bilinear sample (weights computed once per sample point)
