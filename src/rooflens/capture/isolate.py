@@ -37,6 +37,7 @@ _SHARED_TYPES: tuple[type, ...] = (
 )
 
 
+_ATOMS = frozenset({type(None), bool, int, float, str})
 _COPYABLE = frozenset({dict, list, set, collections.OrderedDict, collections.defaultdict})
 
 
@@ -123,6 +124,13 @@ class Copier:
     # -- everything else
     def value(self, value: Any) -> Any:
         """``value`` with tensors made, modules mapped to their copies and mutable structure copied."""
+        kind = type(value)
+        if kind in _ATOMS:  # most attribute values: flags, sizes, names
+            return value
+        if kind in _COPYABLE and not value:  # the empty hook dictionaries every module has
+            new = value.copy()
+            self._remember(value, new)
+            return new
         if isinstance(value, _SHARED_TYPES):
             return value
         known = self.memo.get(id(value))

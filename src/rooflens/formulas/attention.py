@@ -81,13 +81,6 @@ def sdpa_cost(
     return attention_core_cost(bh * l_len * s_len, bh * l_len, e, ev, has_mask=has_mask, convention=convention)
 
 
-def _t(call: OpCall, name: str) -> TensorMeta:
-    t = call.tensor(name)
-    if t is None:
-        raise ValueError(f"{call.op}: argument {name!r} is not a tensor")
-    return t
-
-
 def _has(call: OpCall, *names: str) -> bool:
     return any(call.args.get(n) is not None for n in names)
 
@@ -123,9 +116,9 @@ def sdpa(call: OpCall) -> Cost:
     (whichever the schema has); causal masks are counted dense, dropout not at all.
     """
     return sdpa_cost(
-        _t(call, "query").shape,
-        _t(call, "key").shape,
-        _t(call, "value").shape,
+        call.first_tensor("query").shape,
+        call.first_tensor("key").shape,
+        call.first_tensor("value").shape,
         has_mask=_has(call, "attn_mask", "attn_bias"),
         convention=call.convention,
     )
@@ -134,7 +127,7 @@ def sdpa(call: OpCall) -> Cost:
 @formula("aten._cudnn_attention_forward")
 def cudnn_attention_forward(call: OpCall) -> Cost:
     """MACs = B·H·L·S·(E + Ev), FLOPs as scaled_dot_product_attention; packed (T, H, E) with cum_seq_q"""
-    q, k, v = _t(call, "query"), _t(call, "key"), _t(call, "value")
+    q, k, v = call.first_tensor("query"), call.first_tensor("key"), call.first_tensor("value")
     has_mask = _has(call, "attn_bias")
     if call.args.get("cum_seq_q") is not None and len(q.shape) == 3:
         return _varlen(q.shape[0], k.shape[0], q.shape[1], q.shape[2], v.shape[2],
@@ -150,7 +143,7 @@ def flash_attention_forward(call: OpCall) -> Cost:
     cum_seq_k, max_q, max_k, ...)``: the scores are B·H·L·S. With ``cum_seq_q`` (varlen) the inputs are
     packed to (total, H, E); a sliding window (``window_size_left/right``) is counted dense.
     """
-    q, k, v = _t(call, "query"), _t(call, "key"), _t(call, "value")
+    q, k, v = call.first_tensor("query"), call.first_tensor("key"), call.first_tensor("value")
     if call.args.get("cum_seq_q") is not None and len(q.shape) == 3:
         return _varlen(q.shape[0], k.shape[0], q.shape[1], q.shape[2], v.shape[2],
                        call.args.get("max_q"), call.args.get("max_k"), has_mask=False, convention=call.convention)
@@ -168,7 +161,7 @@ def efficient_attention_forward(call: OpCall) -> Cost:
     cu_seqlens_q?, cu_seqlens_k?, max_seqlen_q?, max_seqlen_k?, dropout_p, custom_mask_type, ...)``:
     ``bias`` is the additive mask (1 FLOP per score); ``custom_mask_type`` (causal) is counted dense.
     """
-    q, k, v = _t(call, "query"), _t(call, "key"), _t(call, "value")
+    q, k, v = call.first_tensor("query"), call.first_tensor("key"), call.first_tensor("value")
     has_mask = _has(call, "bias")
     if call.args.get("cu_seqlens_q") is not None:
         q_total, h, e = prod(q.shape[:-2]), q.shape[-2], q.shape[-1]
@@ -201,7 +194,7 @@ def native_multi_head_attention(call: OpCall) -> Cost:
     * ``need_weights`` with ``average_attn_weights``: the head average of the returned weights, H FLOPs
       per (B, L, S) weight ((H - 1) adds and one divide), i.e. 1 per score.
     """
-    q, k = _t(call, "query"), _t(call, "key")
+    q, k = call.first_tensor("query"), call.first_tensor("key")
     d = int(call.args["embed_dim"])
     h = int(call.args["num_head"])
     rows_q, rows_k = prod(q.shape[:-1]), prod(k.shape[:-1])
@@ -234,10 +227,10 @@ def transformer_encoder_layer(call: OpCall) -> Cost:
 
     Linear FLOPs follow the convention (2 x MACs + 1 bias add per output under fma; 2 x MACs exact).
     """
-    src = _t(call, "src")
+    src = call.first_tensor("src")
     d = int(call.args["embed_dim"])
     h = int(call.args["num_heads"])
-    f = _t(call, "ffn_weight_1").shape[0]
+    f = call.first_tensor("ffn_weight_1").shape[0]
     rows = prod(src.shape[:-1])
     l_len = src.shape[-2] if len(src.shape) > 1 else 1
     batch = rows // l_len

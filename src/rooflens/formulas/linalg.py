@@ -205,14 +205,6 @@ def svd_flops(m: int, n: int, *, compute_uv: bool, full_matrices: bool) -> Fract
 # ---- the formulas ------------------------------------------------------------------------------------
 
 
-def _t(call: OpCall, *names: str) -> TensorMeta:
-    for name in names:
-        t = call.tensor(name)
-        if t is not None:
-            return t
-    raise ValueError(f"{call.op}: none of the arguments {names} is a tensor")
-
-
 def _batch(a: TensorMeta) -> int:
     """Matrices in a batch: the product of the dimensions before the last two."""
     return prod(a.shape[:-2])
@@ -234,42 +226,42 @@ def _gvl(flops: Fraction, a: TensorMeta) -> Cost:
 @formula("aten.linalg_cholesky_ex")
 def cholesky(call: OpCall) -> Cost:
     """POTRF (LAWN 41): n³/6 + n²/2 + n/3 multiplications, n³/6 - n/6 additions (≈ n³/3)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _lapack(potrf(a.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten.cholesky_solve")
 def cholesky_solve(call: OpCall) -> Cost:
     """POTRS (LAWN 41): r(n² + n) multiplications, r(n² - n) additions for r right-hand sides"""
-    a = _t(call, "input2")
+    a = call.first_tensor("input2")
     return _lapack(potrs(a.shape[-1], _rhs(call.out, a.shape[-1])), a)
 
 
 @formula("aten.cholesky_inverse")
 def cholesky_inverse(call: OpCall) -> Cost:
     """POTRI (LAWN 41): n³/3 + n² + 2n/3 multiplications, n³/3 - n²/2 + n/6 additions (≈ 2n³/3)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _lapack(potri(a.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten.linalg_lu_factor_ex", "aten.linalg_lu")
 def lu(call: OpCall) -> Cost:
     """GETRF (LAWN 41) of m x n: ≈ mn² - n³/3 (m >= n), 2n³/3 - n²/2 + 5n/6 for a square matrix"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     return _lapack(getrf(a.shape[-2], a.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten.linalg_lu_solve", "aten.linalg_ldl_solve")
 def lu_solve(call: OpCall) -> Cost:
     """GETRS (LAWN 41): r·n² multiplications, r(n² - n) additions for r right-hand sides"""
-    a = _t(call, "LU", "LD")
+    a = call.first_tensor("LU", "LD")
     return _lapack(getrs(a.shape[-1], _rhs(call.out, a.shape[-1])), a)
 
 
 @formula("aten._linalg_solve_ex")
 def solve(call: OpCall) -> Cost:
     """GETRF + GETRS (LAWN 41): ≈ 2n³/3 per matrix + 2n² per right-hand side"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     n = a.shape[-1]
     factors = call.outputs[1] if len(call.outputs) > 1 else a  # the LU: A broadcast to the batch solved
     return _lapack(getrf(n, n).times(_batch(factors)) + getrs(n, _rhs(call.out, n)), a)
@@ -278,7 +270,7 @@ def solve(call: OpCall) -> Cost:
 @formula("aten.linalg_solve_triangular", "aten.triangular_solve")
 def solve_triangular(call: OpCall) -> Cost:
     """TRSM (LAWN 41): n² per right-hand side (n(n+1)/2 multiplications, n(n-1)/2 additions); n fewer unit"""
-    a = _t(call, "A") if call.op == "aten.triangular_solve" else _t(call, "self")
+    a = call.first_tensor("A") if call.op == "aten.triangular_solve" else call.first_tensor("self")
     n = a.shape[-1]
     return _lapack(trsm(n, _rhs(call.out, n), unit=bool(call.args.get("unitriangular"))), a)
 
@@ -286,7 +278,7 @@ def solve_triangular(call: OpCall) -> Cost:
 @formula("aten.linalg_inv_ex")
 def inv(call: OpCall) -> Cost:
     """GETRF + GETRI (LAWN 41): 2n³ - 3n²/2 + 5n/2"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     n = a.shape[-1]
     return _lapack((getrf(n, n) + getri(n)).times(_batch(a)), a)
 
@@ -294,7 +286,7 @@ def inv(call: OpCall) -> Cost:
 @formula("aten._linalg_det")
 def det(call: OpCall) -> Cost:
     """GETRF (LAWN 41) + n multiplications (the product of U's diagonal)"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     n = a.shape[-1]
     return _lapack((getrf(n, n) + Ops(F(n), F(0))).times(_batch(a)), a)
 
@@ -302,7 +294,7 @@ def det(call: OpCall) -> Cost:
 @formula("aten._linalg_slogdet")
 def slogdet(call: OpCall) -> Cost:
     """GETRF (LAWN 41) + 2n (log |u_ii|, counted as a multiplication, and their sum)"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     n = a.shape[-1]
     return _lapack((getrf(n, n) + Ops(F(n), F(n))).times(_batch(a)), a)
 
@@ -310,7 +302,7 @@ def slogdet(call: OpCall) -> Cost:
 @formula("aten.linalg_qr")
 def qr(call: OpCall) -> Cost:
     """GEQRF (LAWN 41, ≈ 2mn² - 2n³/3) + ORGQR for Q: m x k ("reduced"), m x m ("complete"), none ("r")"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
     mode = str(call.args.get("mode") or "reduced")
@@ -325,21 +317,21 @@ def qr(call: OpCall) -> Cost:
 @formula("aten.geqrf")
 def geqrf_formula(call: OpCall) -> Cost:
     """GEQRF (LAWN 41): ≈ 2mn² - 2n³/3 (m >= n)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _lapack(geqrf(a.shape[-2], a.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten.linalg_householder_product")
 def householder_product(call: OpCall) -> Cost:
     """ORGQR (LAWN 41): Q (m x n) from k reflectors, ≈ 4mnk - 2(m + n)k² + 4k³/3"""
-    a, tau = _t(call, "input"), _t(call, "tau")
+    a, tau = call.first_tensor("input"), call.first_tensor("tau")
     return _lapack(orgqr(a.shape[-2], a.shape[-1], tau.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten.ormqr")
 def ormqr_formula(call: OpCall) -> Cost:
     """ORMQR (LAWN 41): k reflectors applied to C (m x n), ≈ 4mnk - 2nk² from the left"""
-    tau, c = _t(call, "input2"), _t(call, "input3")
+    tau, c = call.first_tensor("input2"), call.first_tensor("input3")
     left = bool(call.args.get("left", True))
     return _lapack(ormqr(c.shape[-2], c.shape[-1], tau.shape[-1], left=left).times(_batch(c)), c)
 
@@ -347,14 +339,14 @@ def ormqr_formula(call: OpCall) -> Cost:
 @formula("aten.linalg_ldl_factor_ex")
 def ldl_factor(call: OpCall) -> Cost:
     """SYTRF (LAWN 41): n³/6 + n²/2 + 10n/3 multiplications, n³/6 - n/6 additions (≈ n³/3)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _lapack(sytrf(a.shape[-1]).times(_batch(a)), a)
 
 
 @formula("aten._linalg_eigh")
 def eigh(call: OpCall) -> Cost:
     """Symmetric QR (GVL): 9n³ with eigenvectors (compute_v), 4n³/3 eigenvalues only"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     vectors = bool(call.args.get("compute_v", True))
     return _gvl(symmetric_eig(a.shape[-1], vectors=vectors) * _batch(a), a)
 
@@ -362,21 +354,21 @@ def eigh(call: OpCall) -> Cost:
 @formula("aten.linalg_eig")
 def eig(call: OpCall) -> Cost:
     """Francis QR (GVL): 25n³ (eigenvalues and vectors)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _gvl(general_eig(a.shape[-1], vectors=True) * _batch(a), a)
 
 
 @formula("aten._linalg_eigvals", "aten.linalg_eigvals")
 def eigvals(call: OpCall) -> Cost:
     """Francis QR (GVL): 10n³ (eigenvalues only)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     return _gvl(general_eig(a.shape[-1], vectors=False) * _batch(a), a)
 
 
 @formula("aten._linalg_svd")
 def svd(call: OpCall) -> Cost:
     """Golub-Reinsch (GVL), m >= n: 4mn² - 4n³/3 (values), 14mn² + 8n³ (thin U, V), 4m²n + 8mn² + 9n³ (full)"""
-    a = _t(call, "A")
+    a = call.first_tensor("A")
     flops = svd_flops(a.shape[-2], a.shape[-1], compute_uv=bool(call.args.get("compute_uv", True)),
                       full_matrices=bool(call.args.get("full_matrices", False)))
     return _gvl(flops * _batch(a), a)
@@ -385,7 +377,7 @@ def svd(call: OpCall) -> Cost:
 @formula("aten.linalg_lstsq")
 def lstsq(call: OpCall) -> Cost:
     """Householder QR least squares (LAWN 41): GEQRF(m, n) + GEQRS(m, n, r); m < n as the transpose"""
-    a, b = _t(call, "self"), _t(call, "b")
+    a, b = call.first_tensor("self"), call.first_tensor("b")
     m, n = a.shape[-2], a.shape[-1]
     tall, wide = max(m, n), min(m, n)
     rhs = b.numel // m if m else 0
@@ -395,7 +387,7 @@ def lstsq(call: OpCall) -> Cost:
 @formula("aten.linalg_pinv")
 def pinv(call: OpCall) -> Cost:
     """thin SVD (GVL; hermitian: eigh 9n³) + 2 per singular value + n·k scaling; MACs = n·m·k (the product)"""
-    a = _t(call, "self")
+    a = call.first_tensor("self")
     m, n = a.shape[-2], a.shape[-1]
     k = min(m, n)
     batch = _batch(a)

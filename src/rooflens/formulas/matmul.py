@@ -72,14 +72,6 @@ def linear_cost(
                        complex_dtype=complex_dtype)
 
 
-def _first(call: OpCall, *names: str) -> TensorMeta:
-    for name in names:
-        t = call.tensor(name)
-        if t is not None:
-            return t
-    raise ValueError(f"{call.op}: none of the arguments {names} is a tensor")
-
-
 def _contraction(call: OpCall, mat1: TensorMeta) -> tuple[int, int]:
     """(outputs, K) of a product whose output is ``call.out`` and whose left operand is ``mat1``."""
     return call.out.numel, mat1.shape[-1] if mat1.shape else 1
@@ -93,7 +85,7 @@ def mm(call: OpCall) -> Cost:
     accumulation (its integer operations are counted as FLOPs, as they are "OPs" on the datasheets).
     MACs = out.numel x K with K the last dimension of ``self``.
     """
-    outputs, k = _contraction(call, _first(call, "self"))
+    outputs, k = _contraction(call, call.first_tensor("self"))
     return dot_cost(outputs * k, outputs, 0, call.convention, complex_dtype=is_complex(call.out))
 
 
@@ -104,7 +96,7 @@ def addmm(call: OpCall) -> Cost:
     ``addmm(self, mat1 (M, K), mat2 (K, N))``, ``baddbmm(self, batch1 (B, M, K), batch2 (B, K, N))``.
     ``self`` (the bias of ``nn.Linear``) is added once per output; alpha/beta scaling ignored.
     """
-    outputs, k = _contraction(call, _first(call, "mat1", "batch1"))
+    outputs, k = _contraction(call, call.first_tensor("mat1", "batch1"))
     return dot_cost(outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
@@ -127,7 +119,7 @@ def addbmm(call: OpCall) -> Cost:
 
     Each of the M x N outputs is a (B x K)-term dot product plus the input add (alpha/beta ignored).
     """
-    bsz, _, k = _first(call, "batch1").shape
+    bsz, _, k = call.first_tensor("batch1").shape
     outputs = call.out.numel  # M x N
     return dot_cost(bsz * outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
@@ -135,14 +127,14 @@ def addbmm(call: OpCall) -> Cost:
 @formula("aten.mv", "aten.dot", "aten.vdot")
 def mv(call: OpCall) -> Cost:
     """MACs = M x K (mv) or K (dot, vdot); FLOPs = 2 x MACs (fma) or (2K - 1) x outputs (exact)"""
-    outputs, k = _contraction(call, _first(call, "self"))
+    outputs, k = _contraction(call, call.first_tensor("self"))
     return dot_cost(outputs * k, outputs, 0, call.convention, complex_dtype=is_complex(call.out))
 
 
 @formula("aten.addmv", "aten.addmv_")
 def addmv(call: OpCall) -> Cost:
     """MACs = M x K; FLOPs = 2 x MACs + 1 per output for the input add (alpha/beta ignored)"""
-    outputs, k = _contraction(call, _first(call, "mat"))
+    outputs, k = _contraction(call, call.first_tensor("mat"))
     return dot_cost(outputs * k, outputs, outputs, call.convention, complex_dtype=is_complex(call.out))
 
 
@@ -160,7 +152,7 @@ def addr(call: OpCall) -> Cost:
 @formula("aten.linear", "aten.mkldnn_linear")
 def linear(call: OpCall) -> Cost:
     """MACs = prod(x.shape[:-1]) x N x K for W (N, K); FLOPs = 2 x MACs (+1 per output for the bias)"""
-    x, w = _first(call, "input", "self"), _first(call, "weight")
+    x, w = call.first_tensor("input", "self"), call.first_tensor("weight")
     return linear_cost(x.shape, w.shape, has_bias=call.args.get("bias") is not None, convention=call.convention,
                        complex_dtype=is_complex(call.out))
 
@@ -173,7 +165,7 @@ def scaled_mm(call: OpCall) -> Cost:
     ``scale_a x scale_b`` is applied once per output (1 FLOP, the two scales' product taken as one
     factor); a bias adds 1 per output.
     """
-    outputs, k = _contraction(call, _first(call, "self"))
+    outputs, k = _contraction(call, call.first_tensor("self"))
     macs = outputs * k
     bias = outputs if call.args.get("bias") is not None else 0
     return Cost(macs=macs, flops=dot_flops(macs, outputs, bias, call.convention) + outputs)
@@ -187,7 +179,7 @@ def _grouped_macs(call: OpCall) -> tuple[int, int]:
     each group is computed over its K slice: MACs = M x N x K_total. Without ``offs`` values (a shape
     only), rows of a 2-d operand are taken as all belonging to some group (an upper bound).
     """
-    a, b = _first(call, "self"), _first(call, "mat2")
+    a, b = call.first_tensor("self"), call.first_tensor("mat2")
     outputs = call.out.numel
     if len(a.shape) == 2 and len(b.shape) == 2:
         return a.shape[0] * a.shape[1] * b.shape[1], outputs
@@ -219,7 +211,7 @@ def weight_only_quant_mm(call: OpCall) -> Cost:
     output channel; int4: the group scales/zeros, folded into the accumulation's per-group partial sums,
     taken as 1 per output as well).
     """
-    outputs, k = _contraction(call, _first(call, "self"))
+    outputs, k = _contraction(call, call.first_tensor("self"))
     macs = outputs * k
     return Cost(macs=macs, flops=dot_flops(macs, outputs, 0, call.convention) + outputs)
 
@@ -236,7 +228,7 @@ def trilinear(call: OpCall) -> Cost:
     """
     shapes = []
     for t_name, e_name in (("i1", "expand1"), ("i2", "expand2"), ("i3", "expand3")):
-        shape = list(_first(call, t_name).shape)
+        shape = list(call.first_tensor(t_name).shape)
         for d in sorted(call.args.get(e_name) or ()):
             shape.insert(d, 1)
         shapes.append(shape)

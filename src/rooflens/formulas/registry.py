@@ -35,6 +35,14 @@ class OpCall:
         value = self.args.get(name)
         return value if isinstance(value, TensorMeta) else None
 
+    def first_tensor(self, *names: str) -> TensorMeta:
+        """The first of the arguments ``names`` that is a tensor; ValueError when none is."""
+        for name in names:
+            t = self.tensor(name)
+            if t is not None:
+                return t
+        raise ValueError(f"{self.op}: none of the arguments {names} is a tensor")
+
     @property
     def out(self) -> TensorMeta:
         return self.outputs[0]
