@@ -210,18 +210,11 @@ def _meta_classifier(name: str) -> nn.Module:
     return model
 
 
-def test_resnet18_matches_flop_counter() -> None:
-    # convolutions and the classifier's addmm only: the same operators, identical per module
-    model = _meta_classifier("resnet18")
-    x = torch.empty(1, 3, 224, 224, device="meta")
-    ours = rooflens_flops(rooflens.analyze(model, x))
-    assert set(ours.by_op) == {"aten.convolution", "aten.addmm"}
-    assert_differences(ours, flop_counter(model, x))
-
-
-def test_mobilenet_v2_matches_flop_counter() -> None:
-    # depthwise convolutions: both count out.numel x Cin/groups x Kh x Kw per convolution
-    model = _meta_classifier("mobilenet_v2")
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_cnns_match_flop_counter(name: str) -> None:
+    # convolutions (mobilenet_v2: depthwise too; both count out.numel x Cin/groups x Kh x Kw) and the
+    # classifier's addmm only: the same operators, identical per module
+    model = _meta_classifier(name)
     x = torch.empty(1, 3, 224, 224, device="meta")
     ours = rooflens_flops(rooflens.analyze(model, x))
     assert set(ours.by_op) == {"aten.convolution", "aten.addmm"}
