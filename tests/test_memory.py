@@ -71,6 +71,11 @@ def test_bit_widths_scale_weights_and_activations():
     r = memory(_hand_model(), torch.randn(4, 1000), act_bits=8, weight_bits=4)
     assert r.peak_bytes == 14_000
     assert r.weights_bytes == 1_501_250
+    # precision="int8": every floating-point tensor at 1 byte; weight_bits still overrides it for the weights
+    r = memory(_hand_model(), torch.randn(4, 1000), precision="int8", weight_bits=4)
+    assert r.peak_bytes == 14_000
+    assert r.weights_bytes == 1_501_250
+    assert memory(_hand_model(), torch.randn(4, 1000), precision="int8").weights_bytes == 3_002_500  # 1 byte each
 
 
 class Views(nn.Module):

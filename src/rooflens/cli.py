@@ -464,11 +464,10 @@ def cmd_memory(args: argparse.Namespace) -> Document:
         raise InputError(f"memory analyses one batch size; --batch names {len(args.batch)} "
                          f"({','.join(map(str, args.batch))}): run it once per size")
     model, source, name = _model(args, meta=args.meta, batch=args.batch[0] if args.batch else None)
-    bits = Precision.parse(args.precision).bits if args.precision else None  # as analyze() reads --precision
     mem = _seeded(memory, model, dtype=args.dtype, train=args.train,
                   optimizer=args.optimizer or ("sgd" if args.train else None), mixed_precision=args.mixed_precision,
-                  checkpoint=tuple(args.checkpoint), weight_bits=args.weight_bits or bits,
-                  act_bits=args.act_bits or bits, name=name, value_checks=args.value_checks, **source)
+                  checkpoint=tuple(args.checkpoint), precision=args.precision, weight_bits=args.weight_bits,
+                  act_bits=args.act_bits, name=name, value_checks=args.value_checks, **source)
     return memory_document(mem, _byte_unit(args))
 
 

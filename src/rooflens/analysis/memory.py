@@ -50,6 +50,7 @@ from rooflens.capture.modules import ModuleTracker
 from rooflens.errors import InputError, ModelError
 from rooflens.formulas import REGISTRY
 from rooflens.formulas.registry import op_name
+from rooflens.hardware.spec import Precision
 from rooflens.types import TensorKind, Widths
 
 MB = 1_000_000
@@ -692,6 +693,7 @@ def memory(
     optimizer: str | None = None,
     mixed_precision: bool = False,
     checkpoint: Sequence[str] = (),
+    precision: Precision | str | None = None,
     weight_bits: int | None = None,
     act_bits: int | None = None,
     name: str | None = None,
@@ -700,8 +702,10 @@ def memory(
     """The memory of one forward pass of ``model`` (or of a training step): timeline, peak and where.
 
     ``inputs``/``input_size``/``dtype``/``input_dtype`` as for :func:`rooflens.analyze`.
-    ``weight_bits``/``act_bits``: bits per element in memory of floating-point parameters and buffers /
-    of the other floating-point tensors (default: each dtype's width).
+    ``precision``: as for :func:`rooflens.analyze`, the width in memory of every floating-point tensor
+    (``"int8"``: 1 byte per element); ``weight_bits``/``act_bits``: bits per element in memory of
+    floating-point parameters and buffers / of the other floating-point tensors, overriding ``precision``
+    (default: each dtype's width).
     ``train``: a training step: forward in train mode, backward of ``loss = sum of the outputs`` and,
     with ``optimizer`` (``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``), the optimizer's step.
     ``mixed_precision``: weights, activations and gradients in 16 bits (``dtype``, float16 by default),
@@ -714,9 +718,11 @@ def memory(
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"memory() expects a torch.nn.Module, got {type(model).__name__}")
+    bits = Precision.parse(precision).bits if precision is not None else None
     config = _config(
         model, dtype=parse_dtype(dtype, "dtype"), train=train, optimizer=optimizer, mixed_precision=mixed_precision,
-        checkpoint=checkpoint, weight_bits=parse_bits(weight_bits, "weight_bits"), act_bits=parse_bits(act_bits, "act_bits"),
+        checkpoint=checkpoint, weight_bits=parse_bits(weight_bits, "weight_bits") or bits,
+        act_bits=parse_bits(act_bits, "act_bits") or bits,
     )
     in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or config.dtype or torch.float32
     args, kwargs = model_inputs(inputs, input_size, in_dtype)
