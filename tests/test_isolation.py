@@ -78,6 +78,7 @@ ANALYSES: dict[str, Callable[[nn.Module, torch.Tensor], Any]] = {
     "backward": lambda m, x: rooflens.analyze(m, x, backward=True),
     "memory": lambda m, x: rooflens.memory(m, x),
     "train-step": lambda m, x: rooflens.memory(m, x, train=True, optimizer="adam"),
+    "measure": lambda m, x: rooflens.measure(m, x, warmup=1, iters=3),  # real forwards, on a copy too
 }
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "rotary-cache": RotaryCache,

@@ -18,7 +18,6 @@ callback ``progress(phase, done, total)``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import statistics
 import time
@@ -30,6 +29,7 @@ import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
 from rooflens.capture.inputs import model_inputs, parse_dtype, parse_shapes
+from rooflens.capture.isolate import Copier
 from rooflens.errors import InputError, ModelError
 
 # ``progress(phase, done, total)``: phase is "warmup" or "timing" (a sweep prefixes "batch 8: ");
@@ -444,48 +444,33 @@ def _state_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
     return [*model.parameters(), *model.buffers()]
 
 
-def _needs_copy(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> bool:
-    for t in _state_tensors(model):
-        if t.device != dev:
-            return True
-        if dt is not None and t.is_floating_point() and t.dtype != dt:
-            return True
-    return False
-
-
 @contextlib.contextmanager
 def prepared_model(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> Iterator[torch.nn.Module]:
-    """The model to run: a moved deep copy when device or dtype differ, else the model itself.
+    """The model to run: a structural copy (:class:`rooflens.capture.isolate.Copier`) on ``dev`` in ``dt``.
 
-    Either way the user's model ends as it began: ``training`` flags are put back and, when the model
-    itself runs, so are the values of its buffers (a forward in training mode updates BatchNorm's).
+    Parameters already on ``dev`` in ``dt`` are shared (a forward reads them; nothing doubles the weights),
+    all else is the copy's own: buffers (a forward in training mode updates BatchNorm's), tensors a forward
+    caches on a module, containers, ``training`` flags. The user's model ends exactly as it began, whatever
+    its forward stores; moving to another device or dtype copies what has to move.
     """
-    flags = [(m, m.training) for m in model.modules()]
-    if _needs_copy(model, dev, dt):
-        try:
-            runnable = copy.deepcopy(model)
-        except Exception as e:
-            raise InputError(
-                f"the model has to move to {dev} / {dt} for measurement but cannot be copied "
-                f"({type(e).__name__}: {e}); move it yourself and measure it there"
-            ) from e
-        try:
-            runnable.to(device=dev, dtype=dt) if dt is not None else runnable.to(device=dev)
-            yield runnable
-        finally:
-            for m, training in flags:
-                m.training = training
-        return
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
+
+    def make(t: torch.Tensor) -> torch.Tensor:
+        target = dt if dt is not None and t.is_floating_point() else t.dtype
+        if isinstance(t, torch.nn.Parameter):
+            if t.device == dev and t.dtype == target:
+                return t
+            return torch.nn.Parameter(t.detach().to(device=dev, dtype=target, copy=True), t.requires_grad)
+        return t.detach().to(device=dev, dtype=target, copy=True)
+
     try:
-        yield model
-    finally:
-        for m, training in flags:
-            m.training = training
-        with torch.inference_mode():
-            for b, value in saved:
-                if b.shape != value.shape or not torch.equal(b, value):
-                    b.copy_(value)
+        with torch.no_grad():
+            runnable = Copier(make).module_tree(model)
+    except (RuntimeError, NotImplementedError) as e:  # a tensor that cannot be copied or moved
+        raise InputError(
+            f"the model cannot be prepared on {dev} / {dt} for measurement ({type(e).__name__}: {e}); "
+            "move it yourself and measure it there"
+        ) from e
+    yield runnable
 
 
 def real_inputs(
