@@ -5,8 +5,9 @@ fake tensor, or a real copy for the real-run fall-back), and everything mutable 
 each module's ``__dict__`` (so attributes a forward stores land on the copy), the parameter, buffer,
 sub-module and hook dictionaries, containers (lists, dicts, sets, tuples), and objects that hold
 tensors (``transformers`` caches, dataclasses, any object with a ``__dict__``), also in the inputs.
-Bound methods of copied objects are re-bound to the copies. Nothing is installed on, read from
-beyond attributes, or written to the user's objects; immutable values, functions, classes and
+Bound methods of copied objects are re-bound to the copies, and functions with a closure (a hook that
+appends to a list) get the same code over converted cells. Nothing is installed on, read from beyond
+attributes, or written to the user's objects; immutable values, code, classes, module globals and
 objects that cannot be copied are shared.
 
 A module reached under several names (``a.shared`` and ``b.shared``) gets one copy per name, all on
@@ -30,13 +31,12 @@ import torch
 from rooflens.types import TensorKind
 
 # Values that are never copied: immutable, or not state of the user's (code, types, torch enums).
+# _ATOMS is the fast path for the commonest; _COPYABLE the containers whose .copy() keeps their type.
 _SHARED_TYPES: tuple[type, ...] = (
     type(None), bool, int, float, complex, str, bytes, range, slice, type, enum.Enum,
     types.BuiltinFunctionType, types.ModuleType, types.CodeType, property,
     torch.dtype, torch.device, torch.Size, torch.layout, torch.memory_format,
 )
-
-
 _ATOMS = frozenset({type(None), bool, int, float, str})
 _COPYABLE = frozenset({dict, list, set, collections.OrderedDict, collections.defaultdict})
 
