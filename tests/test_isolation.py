@@ -8,9 +8,11 @@ Every check is by traversal of the model and the inputs, before and after, and b
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -285,3 +287,103 @@ def test_a_hook_that_keeps_outputs_in_the_users_list() -> None:
     rooflens.analyze(model, input_size=(1, 3, 16, 16))
     assert kept == []
     assert_same_state(before, state(model, kept))
+
+
+# ---- state reached in less obvious ways (found by review) ----------------------------------------------
+
+
+class Slotted:
+    __slots__ = ("last", "n")
+
+    def __init__(self) -> None:
+        self.last: torch.Tensor | None = None
+        self.n = 0
+
+
+class Reaches(nn.Module):
+    """Writes through a slotted object, a weak reference to its parent, a dict keyed by modules, a bound
+    builtin method and a partial."""
+
+    def __init__(self, sink: list[torch.Tensor], store: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.state = Slotted()
+        self.route = {self.a: "a"}
+        self.emit = sink.append
+        self.keep = functools.partial(store.__setitem__, "out")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.route:
+            module.seen = True  # type: ignore[assignment]
+            x = module(x)
+        self.state.last, self.state.n = x, self.state.n + 1
+        self._parent().child_out = x  # type: ignore[misc]
+        self.emit(x)
+        self.keep(x)
+        return x
+
+
+def test_state_behind_slots_weak_references_dict_keys_builtins_and_partials() -> None:
+    sink: list[torch.Tensor] = []
+    store: dict[str, torch.Tensor] = {}
+    outer = nn.Module()
+    outer.inner = Reaches(sink, store)
+    outer.inner._parent = weakref.ref(outer)
+    kept: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, args: Any, out: torch.Tensor, kept: list[torch.Tensor] = kept) -> None:
+        kept.append(out)  # a hook whose state is a default argument
+
+    outer.inner.a.register_forward_hook(hook)
+    x = torch.randn(2, 4)
+    before = state(outer, x, sink, store, kept)
+    report = rooflens.analyze(outer.inner, x)
+    assert_same_state(before, state(outer, x, sink, store, kept))
+    assert fakes(outer, sink, store, kept) == [] and sink == [] and store == {} and kept == []
+    assert report.modules["a"].calls == 1  # the dict's key is the copy of `a`: its call is attributed
+
+
+class Aliased(nn.Module):
+    """One module under two names, and a plain attribute that is a view of a weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(4, 4, bias=False)
+        self.dec = self.enc
+        self.w_t = self.enc.weight.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.enc(x)
+        if self.dec is not self.enc:  # identity holds in the copy: one copy per module
+            y = self.dec(y)
+        return y @ self.w_t
+
+
+def test_identity_and_views_of_weights_survive_the_copy() -> None:
+    report = rooflens.analyze(Aliased(), input_size=(2, 4), weight_bits=4)
+    # enc once (2 x 4 x 4 = 32 MACs) and y @ w_t (32 MACs): not a second call through `dec`
+    assert report.total().macs == 64 and len(report.records) == 2
+    mm = report.records[-1]  # y @ w_t (enc's own product is the first record, also an aten.mm)
+    assert mm.op == "aten.mm" and [t.kind.value for t in mm.inputs] == ["activation", "parameter"]
+    # bytes: activation 2 x 4 x 4 B + weight 16 x 4 bits + output 2 x 4 x 4 B = 32 + 8 + 32
+    assert mm.cost.bytes == 72
+
+
+def test_overlapping_real_runs_leave_the_generator_as_it_was() -> None:
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    models = [DataDependentRotary() for _ in range(3)]  # built before: building draws from the generator
+    torch.manual_seed(7)
+    barrier = threading.Barrier(3)
+
+    def work(model: nn.Module) -> None:
+        barrier.wait()
+        rooflens.analyze(model, input_size=(2, 5, 8))  # real runs (a value-dependent op)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.equal(torch.rand(4), expected)

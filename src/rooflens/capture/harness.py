@@ -8,8 +8,8 @@ recompute of checkpointing) is a *body* handed to :func:`run_model`. The harness
   tracker that answers only to that copy in this thread, and the kind (parameter, buffer, activation)
   of each tensor. The user's modules, tensors, inputs and containers are never handed to the model.
 - **Global state.** The run happens outside any dispatch mode the caller has entered (their
-  ``FakeTensorMode``), outside ``torch.inference_mode`` (the counts must not depend on it), under a
-  forked RNG (a real run's random inputs and dropout do not move the caller's generators), with torch's
+  ``FakeTensorMode``), outside ``torch.inference_mode`` (the counts must not depend on it), a real run
+  under a seeded fork of the RNG (its random inputs and dropout do not move the caller's generators), with torch's
   fake-tensor error log and two known library warnings silenced for this thread only, and with room
   on the Python stack for deeply nested models.
 - **Fall-back.** When fake execution cannot go on (an operator's output depends on tensor values, or a
@@ -69,6 +69,7 @@ class Session:
     fake_mode: FakeTensorMode | None
     device: torch.device
     diagnostics: list[str] = field(default_factory=list)
+    alive: list[Any] = field(default_factory=list)  # copies that only weak references in the copy point at
 
     def tensors(self, kind: TensorKind) -> list[torch.Tensor]:
         """The distinct parameters (or buffers) of the copy."""
@@ -204,17 +205,36 @@ def _attempt(
     real: bool,
     assume: bool = False,
 ) -> tuple[T, Session]:
+    if real:
+        with forked_rng():
+            return _run_attempt(model, args, kwargs, body, dtype, device, track_backward, real=True, assume=assume)
+    return _run_attempt(model, args, kwargs, body, dtype, device, track_backward, real=False, assume=assume)
+
+
+def _run_attempt(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    body: Callable[[Session], T],
+    dtype: torch.dtype | None,
+    device: torch.device,
+    track_backward: bool,
+    *,
+    real: bool,
+    assume: bool,
+) -> tuple[T, Session]:
     fake_mode = None if real else FakeTensorMode(allow_non_fake_inputs=True)
     copier = Copier(_real_maker(dtype, device) if real else _fake_maker(fake_mode, dtype, device))
     with torch.no_grad():
         root = copier.module_tree(model)
         new_args, new_kwargs = copier.value(args), copier.value(kwargs)
-    tracker = ModuleTracker(copier.paths, backward=track_backward)
+    tracker = ModuleTracker(copier.paths, copier.names, backward=track_backward)
     tracker.assume_checks = assume
     dense = _without_nested_tensors(root, copier.paths)
     session = Session(
         root, tuple(new_args), dict(new_kwargs), copier.kinds, tracker, "real" if real else "fake", fake_mode, device
     )
+    session.alive = copier.alive
     del copier  # its memo holds the user's objects; nothing of theirs stays reachable from the run
     with contextlib.ExitStack() as stack:
         if fake_mode is not None:
@@ -374,6 +394,7 @@ class _Globals:
 
     @classmethod
     def enter(cls) -> None:
+        flex = _flex_module()  # imported before anything changes: nothing to undo if it fails
         with cls.lock:
             cls.quiet.threads.add(threading.get_ident())
             cls.users += 1
@@ -390,8 +411,8 @@ class _Globals:
             # flex_attention outside torch.compile compiles itself, which no dispatch mode survives; its eager
             # switch calls the operator directly (same results; another thread's eager calls skip compiling
             # for as long as an analysis runs)
-            cls.flex_eager = _flex_module()._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
-            _flex_module()._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+            cls.flex_eager = flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG
+            flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
 
     @classmethod
     def leave(cls) -> None:
@@ -422,15 +443,27 @@ def _flex_module() -> Any:
 
 @contextlib.contextmanager
 def isolated() -> Iterator[None]:
-    """Outside the caller's dispatch modes and inference mode, under a forked RNG, quiet for this thread."""
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    """Outside the caller's dispatch modes and inference mode, quiet for this thread."""
     _Globals.enter()
     try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(_disable_current_modes())  # the caller's FakeTensorMode, dispatch modes
-            stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(torch.random.fork_rng(devices=cuda))
-            torch.default_generator.manual_seed(0)  # the CPU generator only: CUDA's stay as they are
+        with _disable_current_modes(), torch.inference_mode(False):  # the caller's FakeTensorMode, dispatch modes
             yield
     finally:
         _Globals.leave()
+
+
+_RNG_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def forked_rng() -> Iterator[None]:
+    """Real computation that draws random numbers (a real run's inputs made from shapes, dropout) under a
+    fork of the generators, seeded: reproducible, and the caller's generators end as they began.
+
+    The generators are process-wide, so forks are taken one thread at a time (a lock); a thread that draws
+    random numbers while a fork is open draws from the fork's stream.
+    """
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with _RNG_LOCK, torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(0)  # the CPU generator only: CUDA's are forked as they are
+        yield

@@ -33,8 +33,11 @@ from typing_extensions import Self
 
 
 class ModuleTracker:
-    def __init__(self, paths: dict[int, str], *, backward: bool = False) -> None:
-        self.paths = paths  # id(module) -> dotted path, of the modules of this run only
+    def __init__(
+        self, paths: dict[int, str], names: dict[tuple[int, int], str] | None = None, *, backward: bool = False
+    ) -> None:
+        self.paths = paths  # id(module) -> its first dotted path, of the modules of this run only
+        self.names = names or {}  # (id(parent), id(child)) -> the child's name under that parent
         self.thread = threading.get_ident()
         self.phase = "forward"
         self.failed_at: tuple[str, str] | None = None  # (operator, module) where an operator raised
@@ -91,6 +94,11 @@ class ModuleTracker:
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         path = self.paths.get(id(module))
         if path is not None and threading.get_ident() == self.thread:
+            if self.stack:  # called by a parent that holds it: the path it was called through
+                parent, parent_path = self.stack[-1]
+                name = self.names.get((parent, id(module)))
+                if name is not None:
+                    path = f"{parent_path}.{name}" if parent_path else name
             self.stack.append((id(module), path))
             self.calls[path] += 1
             if self._track_backward:

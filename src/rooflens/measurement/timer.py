@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
+from rooflens.capture.harness import forked_rng
 from rooflens.capture.inputs import model_inputs, parse_dtype, parse_shapes
 from rooflens.capture.isolate import Copier
 from rooflens.errors import InputError, ModelError
@@ -446,7 +447,8 @@ def _state_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
 
 @contextlib.contextmanager
 def prepared_model(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | None) -> Iterator[torch.nn.Module]:
-    """The model to run: a structural copy (:class:`rooflens.capture.isolate.Copier`) on ``dev`` in ``dt``.
+    """The model to run, under a forked RNG: a structural copy (:class:`rooflens.capture.isolate.Copier`) on
+    ``dev`` in ``dt``.
 
     Parameters already on ``dev`` in ``dt`` are shared (a forward reads them; nothing doubles the weights),
     all else is the copy's own: buffers (a forward in training mode updates BatchNorm's), tensors a forward
@@ -470,7 +472,8 @@ def prepared_model(model: torch.nn.Module, dev: torch.device, dt: torch.dtype | 
             f"the model cannot be prepared on {dev} / {dt} for measurement ({type(e).__name__}: {e}); "
             "move it yourself and measure it there"
         ) from e
-    yield runnable
+    with forked_rng():  # random inputs and dropout draw from a seeded fork: the caller's generator is left alone
+        yield runnable
 
 
 def real_inputs(
