@@ -205,50 +205,27 @@ def _attempt(
     real: bool,
     assume: bool = False,
 ) -> tuple[T, Session]:
-    if real:
-        with forked_rng():
-            return _run_attempt(model, args, kwargs, body, dtype, device, track_backward, real=True, assume=assume)
-    return _run_attempt(model, args, kwargs, body, dtype, device, track_backward, real=False, assume=assume)
-
-
-def _run_attempt(
-    model: torch.nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    body: Callable[[Session], T],
-    dtype: torch.dtype | None,
-    device: torch.device,
-    track_backward: bool,
-    *,
-    real: bool,
-    assume: bool,
-) -> tuple[T, Session]:
-    fake_mode = None if real else FakeTensorMode(allow_non_fake_inputs=True)
-    copier = Copier(_real_maker(dtype, device) if real else _fake_maker(fake_mode, dtype, device))
-    with torch.no_grad():
-        root = copier.module_tree(model)
-        new_args, new_kwargs = copier.value(args), copier.value(kwargs)
-    tracker = ModuleTracker(copier.paths, copier.names, backward=track_backward)
-    tracker.assume_checks = assume
-    dense = _without_nested_tensors(root, copier.paths)
-    session = Session(
-        root, tuple(new_args), dict(new_kwargs), copier.kinds, tracker, "real" if real else "fake", fake_mode, device
-    )
-    session.alive = copier.alive
-    del copier  # its memo holds the user's objects; nothing of theirs stays reachable from the run
     with contextlib.ExitStack() as stack:
+        if real:  # the copy's random inputs and the run's dropout draw from a seeded fork
+            stack.enter_context(forked_rng())
+        fake_mode = None if real else FakeTensorMode(allow_non_fake_inputs=True)
+        copier = Copier(_real_maker(dtype, device) if real else _fake_maker(fake_mode, dtype, device))
+        with torch.no_grad():
+            root = copier.module_tree(model)
+            new_args, new_kwargs = copier.value(args), copier.value(kwargs)
+        tracker = ModuleTracker(copier.paths, copier.names, backward=track_backward)
+        tracker.assume_checks = assume
+        dense = _without_nested_tensors(root, copier.paths)
+        session = Session(
+            root, tuple(new_args), dict(new_kwargs), copier.kinds, tracker, "real" if real else "fake", fake_mode,
+            device, alive=copier.alive,
+        )
+        del copier  # its memo holds the user's objects; nothing of theirs stays reachable from the run
         if fake_mode is not None:
             stack.enter_context(fake_mode)
         stack.enter_context(tracker)
         try:
             result = body(session)
-            session.diagnostics.extend(tracker.assumptions)
-            session.diagnostics.extend(
-                f"nn.TransformerEncoder {path or '<root>'!r}: its nested-tensor fast path, which skips the positions "
-                "src_key_padding_mask pads, is counted as the dense path on padded tensors (an upper bound)"
-                for path in sorted(dense)
-            )
-            return result, session
         except ModelError:
             raise
         except FAKE_CANNOT as e:
@@ -256,6 +233,13 @@ def _run_attempt(
             raise _NeedsRealRun(op or "an operator", module, e) from e
         except Exception as e:
             raise ModelError(_error_text(model, tracker, e)) from e
+        session.diagnostics.extend(tracker.assumptions)
+        session.diagnostics.extend(
+            f"nn.TransformerEncoder {path or '<root>'!r}: its nested-tensor fast path, which skips the positions "
+            "src_key_padding_mask pads, is counted as the dense path on padded tensors (an upper bound)"
+            for path in sorted(dense)
+        )
+        return result, session
 
 
 def _without_nested_tensors(root: torch.nn.Module, paths: dict[int, str]) -> set[str]:
