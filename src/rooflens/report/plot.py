@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rooflens.errors import InputError
+from rooflens.report.units import seconds_text
 
 if TYPE_CHECKING:
     from rooflens.analysis.roofline import Roofline, Timing
@@ -489,7 +490,6 @@ def _title(report: Report, roof: Roofline) -> str:
 
 def _subtitle(report: Report, roof: Roofline) -> str:
     t = roof.total
-    from rooflens.report.units import seconds_text
 
     parts = []
     if report.inputs:

@@ -7,17 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rooflens.analysis.calibrated import Prediction, can_calibrate, predict
+from rooflens.analysis.roofline import Roofline, Timing, roofline
 from rooflens.errors import InputError
+from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.report.measured import Achieved, MeasurementLike, achieved
+from rooflens.report.plot import plot_roofline
 from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
-
-if TYPE_CHECKING:
-    from rooflens.analysis.calibrated import Prediction
-    from rooflens.analysis.roofline import Roofline, Timing
 
 SCHEMA_VERSION = 1
 
@@ -116,8 +116,6 @@ class Report:
                 "this report has no hardware: analyze(..., hardware='a4000') or report.with_hardware('a4000')"
             )
         if "roofline" not in self._cache:
-            from rooflens.analysis.roofline import roofline
-
             self._cache["roofline"] = roofline(self.records, self.modules, self.hardware, self.precision)
         return self._cache["roofline"]  # type: ignore[no-any-return]
 
@@ -129,8 +127,6 @@ class Report:
         if self.hardware is None:
             return None
         if "calibrated" not in self._cache:
-            from rooflens.analysis.calibrated import can_calibrate, predict
-
             self._cache["calibrated"] = predict(self, self.hardware) if can_calibrate(self.hardware) else None
         return self._cache["calibrated"]  # type: ignore[no-any-return]
 
@@ -143,9 +139,7 @@ class Report:
 
     def with_hardware(self, hardware: HardwareSpec | str) -> Report:
         """The same counts on another device (same precision and bit widths; nothing is re-analysed)."""
-        from rooflens.hardware import get
-
-        return replace(self, hardware=get(hardware))
+        return replace(self, hardware=get_hardware(hardware))
 
     @property
     def weight_bytes(self) -> int:
@@ -156,8 +150,6 @@ class Report:
 
     def plot_roofline(self, path: str | Path, **options: Any) -> Path:
         """Draw the roofline (PNG, SVG or PDF by the file's suffix); see :func:`rooflens.report.plot.plot_roofline`."""
-        from rooflens.report.plot import plot_roofline
-
         return plot_roofline(self, path, **options)
 
     # ---- serialisation --------------------------------------------------------------------------
