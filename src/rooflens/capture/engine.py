@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from rooflens.capture import memo
 from rooflens.capture.harness import Session, run_model, run_op
 from rooflens.capture.hops import hop_name, is_hop, run_hop
 from rooflens.capture.modules import ModuleTracker
@@ -69,12 +71,20 @@ DEFAULT_OPTIONS = Options()
 
 class CostMode(TorchDispatchMode):
     """Records every aten call with its cost; decomposes operators that have no formula; runs higher-order
-    operators so that what they call is recorded (:mod:`rooflens.capture.hops`)."""
+    operators so that what they call is recorded (:mod:`rooflens.capture.hops`). On fake tensors, a call
+    seen before is answered from :mod:`rooflens.capture.memo` and its record's cost from this run's memo."""
 
     supports_higher_order_operators = True
 
-    def __init__(self, tracker: ModuleTracker, kinds: Mapping[int, TensorKind], options: Options) -> None:
+    def __init__(
+        self,
+        tracker: ModuleTracker,
+        kinds: Mapping[int, TensorKind],
+        options: Options,
+        fake_mode: FakeTensorMode | None = None,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.fake_mode = fake_mode
         self.tracker = tracker
         self.kinds = kinds
         self.convention = options.convention
@@ -86,6 +96,8 @@ class CostMode(TorchDispatchMode):
         # views of parameters and buffers, by id; the views are kept alive so that their ids stay theirs
         self._view_kinds: dict[int, TensorKind] = {}
         self._views: list[torch.Tensor] = []
+        # (memo key, kinds of the tensor arguments) -> a record of that call (its module, via and phase aside)
+        self._costs: dict[tuple[Any, ...], OpRecord] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -98,7 +110,7 @@ class CostMode(TorchDispatchMode):
                 return out
             name = hop_name(func)
         if name in METADATA_OPS or getattr(func, "is_view", False):
-            out = run_op(self.tracker, func, name, args, kwargs)
+            out, _ = self._run(func, name, args, kwargs)
             self._inherit_kind(args, out)
             return out
         entry = REGISTRY.get(name)
@@ -106,9 +118,21 @@ class CostMode(TorchDispatchMode):
             decomposed = self._decompose(func, name, args, kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
-        out = run_op(self.tracker, func, name, args, kwargs)
-        self.records.append(self._record(func, name, args, kwargs, out, entry))
+        out, key = self._run(func, name, args, kwargs)
+        self.records.append(self._record(func, name, args, kwargs, out, entry, key))
         return out
+
+    def _run(self, func: Any, name: str, args: Any, kwargs: Any) -> tuple[Any, tuple[Any, ...] | None]:
+        """The operator's outputs (from the memo when this call was seen before) and the memo key (None: not memoised)."""
+        key = memo.key(func, args, kwargs, self.fake_mode) if self.fake_mode is not None else None
+        if key is not None:
+            out = memo.lookup(key, func, args, kwargs, self.fake_mode)  # type: ignore[arg-type]
+            if out is not None:
+                return out, key
+        out = run_op(self.tracker, func, name, args, kwargs)
+        if key is not None:
+            memo.store(key, func, args, kwargs, out, self.fake_mode)  # type: ignore[arg-type]
+        return out, key
 
     def _decompose(self, func: Any, name: str, args: Any, kwargs: Any) -> Any:
         """Run ``func`` as its parts (torch's decomposition table, then its own composite kernel)."""
@@ -176,7 +200,29 @@ class CostMode(TorchDispatchMode):
             bits=bits if bits is not None and bits != 8 * itemsize else 0,
         )
 
-    def _record(self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any) -> OpRecord:
+    def _record(
+        self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any, key: tuple[Any, ...] | None = None
+    ) -> OpRecord:
+        via = self._via[0] if self._via else ""
+        module, phase = self.tracker.current, self.tracker.phase
+        seen = (key, self._signature(args, kwargs)) if key is not None else None
+        known = self._costs.get(seen) if seen is not None else None
+        if known is not None:
+            return OpRecord(name, module, known.inputs, known.outputs, known.cost, known.supported, via, phase, known.family)
+        record = self._measure(func, name, args, kwargs, out, entry, module, via, phase)
+        if seen is not None and (record.supported or entry is None):  # a formula that failed is not remembered
+            self._costs[seen] = record
+        return record
+
+    def _signature(self, args: Any, kwargs: Any) -> tuple[tuple[TensorKind, int], ...]:
+        """What a record depends on beyond the memo key: each tensor argument's kind, and which arguments are the
+        same tensor (``x * x`` reads one tensor, ``x * y`` two of the same layout)."""
+        first: dict[int, int] = {}
+        return tuple((self._kind(t), first.setdefault(id(t), i)) for i, t in enumerate(_tensors((args, kwargs))))
+
+    def _measure(
+        self, func: Any, name: str, args: Any, kwargs: Any, out: Any, entry: Any, module: str, via: str, phase: str
+    ) -> OpRecord:
         raw = _bind(func, args, kwargs)
         outs = _out_arguments(func)  # `out=` destinations are written, not read
         metas: dict[int, TensorMeta] = {}  # one TensorMeta per tensor of this call
@@ -194,8 +240,6 @@ class CostMode(TorchDispatchMode):
         inputs = tuple({id(t): meta(t) for t in _tensors(read)}.values())
         outputs = tuple(meta(t) for t in _tensors(out))
         call = OpCall(op=name, args=args_meta, inputs=inputs, outputs=outputs, convention=self.convention)
-        via = self._via[0] if self._via else ""
-        module, phase = self.tracker.current, self.tracker.phase
         if entry is not None:
             try:
                 compute = entry.formula(call)
@@ -296,7 +340,7 @@ def run_capture(
     """Count one forward call ``model(*args, **kwargs)`` (and its backward) on fake tensors, or real ones if it must."""
 
     def count(session: Session) -> CostMode:
-        mode = CostMode(session.tracker, session.kinds, options)
+        mode = CostMode(session.tracker, session.kinds, options, session.fake_mode)
         with torch.enable_grad() if options.backward else torch.no_grad(), mode:
             out = session.root(*session.args, **session.kwargs)
             if options.backward:
