@@ -604,7 +604,8 @@ def make_spec_id() -> str:
 COMMANDS = {  # a command of each kind of output, and the formats it has
     "profile": ("profile", "MODEL", "-i", "1,3,16,16"),
     "roofline": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000"),
-    "compare": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
+    "devices": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
+    "compare": ("compare", "MODEL", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
     "memory": ("memory", "MODEL", "-i", "1,3,16,16"),
     "bench": ("bench", "MODEL", "-i", "1,3,8,8", "--iters", "1", "--warmup", "1", "--threads", "1", "--hw", "a4000"),
     "hw list": ("hw", "list", "--kind", "cpu"),
@@ -625,7 +626,7 @@ def test_format_names_are_the_same_everywhere():
                 yield parser.prog.removeprefix("rooflens "), tuple(action.choices)
 
     found = dict(formats(build_parser()))
-    assert set(found) == {"profile", "roofline", "bench", "memory", "hw list", "hw show", "hw bench"}
+    assert set(found) == {"profile", "roofline", "compare", "bench", "memory", "hw list", "hw show", "hw bench"}
     for command, names in found.items():
         assert names == tuple(f for f in FORMATS if f in names), command  # FORMATS' names, in its order
         assert names[:2] == ("table", "json") and "markdown" in names and "html" in names, command

@@ -7,12 +7,14 @@ from rooflens.errors import HardwareError, InputError, ModelError, RooflensError
 from rooflens.hardware import HardwareSpec, Precision
 from rooflens.measurement import Measurement, measure
 from rooflens.params import count_parameters, model_size_bytes
+from rooflens.report.compare import Comparison, compare
 from rooflens.report.report import Report
 from rooflens.types import Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "Convention",
     "Cost",
     "HardwareError",
@@ -31,6 +33,7 @@ __all__ = [
     "TensorMeta",
     "__version__",
     "analyze",
+    "compare",
     "count_parameters",
     "hardware",
     "measure",

@@ -39,6 +39,7 @@ from rooflens.api import analyze
 from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
+from rooflens.report.compare import compare
 from rooflens.report.document import RENDERERS, Document, Gap, Note, print_document, report_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
 from rooflens.report.measure_render import bench_document
@@ -165,16 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_roofline(sub)
     _add_bench(sub)
     _add_memory(sub)
+    _add_compare(sub)
     _add_hw(sub)
     return parser
 
 
 # Parent parsers: each option is defined once, with one meaning, and shared by the commands that take it.
 
-def _model_options() -> argparse.ArgumentParser:
-    """MODEL, its input shapes and dtype."""
+def _model_options(*, many: bool = False) -> argparse.ArgumentParser:
+    """MODEL (``many``: one or more, as ``models``), its input shapes and dtype."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    if many:
+        p.add_argument("models", metavar="MODEL", nargs="+", help=_MODEL_HELP)
+    else:
+        p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument(
         "--input-size", "-i", dest="input_size", type=input_size, action="append", metavar="1,3,224,224",
         help="shape of an input tensor; repeat it once per positional input (default: the model's usual input "
@@ -332,6 +337,21 @@ def _add_memory(sub: Any) -> None:
     p.add_argument("--checkpoint", action="append", metavar="MODULE", default=[],
                    help="activation checkpointing on this module path (repeat it; with --train)")
     p.set_defaults(func=cmd_memory)
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        parents=[_model_options(many=True), _convention_option(), _meta_option(), _precision_options(),
+                 _hw_option("the devices, a table each"), _output_options(TABLE_FORMATS)],
+        help="models side by side: counts, roofline time, peak memory, and ratios to the first model",
+        description="One row per model (a table per device of --hw): parameters, MACs, bytes, intensity, weights, "
+        "roofline time (and the calibrated estimate for measured devices), the peak memory of inference, and "
+        "each figure's ratio to the first model; a note wherever a model with fewer MACs takes longer.",
+    )
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="leave out the peak memory (one more pass over each model)")
+    p.set_defaults(func=cmd_compare)
 
 
 def _add_hw(sub: Any) -> None:
@@ -512,6 +532,24 @@ def cmd_roofline(args: argparse.Namespace) -> Document:
     if len(reports) == 1:
         return report_document(report, args.depth, _byte_unit(args))
     return comparison_document(reports, _byte_unit(args))
+
+
+def cmd_compare(args: argparse.Namespace) -> Document:
+    specs = hardware(args.hw) if args.hw else []
+    for spec in specs:
+        if spec.bandwidth_bytes_per_s is None:
+            raise InputError(spec.missing_bandwidth_text())
+    reports, peaks = [], []
+    for name in args.models:
+        one = argparse.Namespace(**{**vars(args), "model": name})
+        model, source, label = _model(one, meta=args.meta)
+        reports.append(_analyse(one, model, source, label))
+        if args.memory:
+            mem = _seeded(memory, model, dtype=args.dtype, weight_bits=reports[-1].weight_bits,
+                          act_bits=reports[-1].act_bits, name=label, value_checks=args.value_checks, **source)
+            peaks.append(mem.total_peak_bytes)
+    table = compare(reports, hardware=specs, memory_peaks_bytes=peaks if args.memory else None)
+    return table.document(_byte_unit(args))
 
 
 def _suffixed(path: str, device: str) -> str:
