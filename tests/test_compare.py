@@ -24,6 +24,10 @@ from _helpers import Fn
 # Device: 1 TFLOP/s, 1 GB/s. Roofline time = max(FLOPs / 1e12, bytes / 1e9):
 #    A: max(1.31e-7, 2.64192e-4) = 264.192 us; B: max(1.31e-7, 1.048576e-3) = 1.048576 ms
 #    B / A = 1,048,576 / 264,192 = 3.9690... (bytes ratio the same)
+# Energy (Horowitz 45 nm, fp32: MAC = 3.7 pJ mult + 0.9 pJ add = 4.6 pJ, another FLOP half that = 2.3 pJ, DRAM
+# 640 pJ per 32-bit access = 160 pJ/byte; every byte from DRAM):
+#    A: 65,536 MACs x 4.6 + 264,192 B x 160 = 301,465.6 + 42,270,720 = 42,572,185.6 pJ
+#    B: 131,072 FLOPs x 2.3 + 1,048,576 B x 160 = 301,465.6 + 167,772,160 = 168,073,625.6 pJ
 DEVICE = custom(peak_flops_per_s=1e12, bandwidth_bytes_per_s=1e9, name="slow memory")
 
 
@@ -41,11 +45,14 @@ def test_counts_times_and_ratios_by_hand(reports: tuple[rooflens.Report, rooflen
     assert (b.macs, b.flops, b.bytes) == (0, 131_072, 1_048_576)
     assert a.roofline_seconds == pytest.approx(264.192e-6)
     assert b.roofline_seconds == pytest.approx(1.048576e-3)
-    assert table.ratios(a) == {"macs": 1.0, "bytes": 1.0, "seconds": 1.0, "energy": None}
+    assert table.ratios(a) == {"macs": 1.0, "bytes": 1.0, "seconds": 1.0, "energy": 1.0}
+    assert a.energy_joules == pytest.approx(42_572_185.6e-12)
+    assert b.energy_joules == pytest.approx(168_073_625.6e-12)
     ratios = table.ratios(b)
     assert ratios["macs"] == 0.0
     assert ratios["bytes"] == pytest.approx(1_048_576 / 264_192)
     assert ratios["seconds"] == pytest.approx(3.96899, rel=1e-5)
+    assert ratios["energy"] == pytest.approx(168_073_625.6 / 42_572_185.6)
 
 
 def test_the_model_with_fewer_macs_that_is_slower_is_named(reports: tuple[rooflens.Report, rooflens.Report]) -> None:

@@ -41,13 +41,14 @@ from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
 from rooflens.report.compare import compare
 from rooflens.report.document import RENDERERS, Document, Gap, Note, print_document, report_document
+from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
 from rooflens.report.measure_render import bench_document
 from rooflens.report.memory_render import memory_document, with_summary
 from rooflens.report.report import Report
 from rooflens.report.roofline_render import comparison_document
 from rooflens.report.terminal import DEFAULT_WIDTH
-from rooflens.report.units import ByteUnit
+from rooflens.report.units import ByteUnit, joules_text
 from rooflens.zoo import load_model
 
 PROG = "rooflens"
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_memory(sub)
     _add_compare(sub)
+    _add_energy(sub)
     _add_hw(sub)
     return parser
 
@@ -314,6 +316,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--max-seconds", type=float, default=None, help="cap on the timing of each batch size")
     p.add_argument("--per-op", action="store_true",
                    help="profile every operator (torch.profiler) and show per module measured vs roofline time")
+    p.add_argument("--no-energy", dest="energy", action="store_false",
+                   help="do not measure energy (by default, where RAPL or NVML counters are readable, a further "
+                   "2 s loop at the first batch size measures joules per inference beside the estimate)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -352,6 +357,24 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="leave out the peak memory (one more pass over each model)")
     p.set_defaults(func=cmd_compare)
+
+
+def _add_energy(sub: Any) -> None:
+    p = sub.add_parser(
+        "energy",
+        parents=[_model_options(), _convention_option(), _meta_option(), _precision_options(), _depth_option(),
+                 _hw_option("the device whose energy figures apply (one; default: Horowitz's 45 nm table)"),
+                 _output_options(TABLE_FORMATS)],
+        help="estimated energy per module: compute vs memory (DRAM) joules",
+        description="A first-order energy estimate: MACs x pJ/MAC + other FLOPs x pJ/FLOP + bytes x pJ/byte at the "
+        "compute precision (Horowitz, ISSCC 2014, unless the device has its own figures; docs/energy.md), per "
+        "module and per inference, split into compute and memory. Every operator's bytes count as DRAM traffic "
+        "unless --onchip.",
+    )
+    p.add_argument("--onchip", action="store_true",
+                   help="activations of operators that fit in the device's on-chip memory count as on-chip traffic "
+                   "(needs a --hw device with an on-chip size)")
+    p.set_defaults(func=cmd_energy)
 
 
 def _add_hw(sub: Any) -> None:
@@ -552,6 +575,16 @@ def cmd_compare(args: argparse.Namespace) -> Document:
     return table.document(_byte_unit(args))
 
 
+def cmd_energy(args: argparse.Namespace) -> Document:
+    specs = hardware(args.hw) if args.hw else []
+    if len(specs) > 1:
+        raise InputError(f"energy uses one device's figures; --hw names {len(specs)}: {', '.join(s.id for s in specs)}")
+    model, source, name = _model(args, meta=args.meta)
+    report = _analyse(args, model, source, name)
+    estimate = report.energy(hardware=specs[0] if specs else None, onchip=args.onchip)
+    return energy_document(report, estimate, args.depth, _byte_unit(args))
+
+
 def _suffixed(path: str, device: str) -> str:
     root, ext = os.path.splitext(path)
     return f"{root}-{device}{ext}"
@@ -635,8 +668,25 @@ def cmd_bench(args: argparse.Namespace) -> Document:
         finally:
             bar.close()
         rows = measurement.module_rows(profile, depth=args.depth)
-    return bench_document(reports, device=args.device, threads=args.threads, dtype=args.dtype, profile=profile,
-                          profile_rows=rows, byte_unit=_byte_unit(args))
+    doc = bench_document(reports, device=args.device, threads=args.threads, dtype=args.dtype, profile=profile,
+                         profile_rows=rows, byte_unit=_byte_unit(args))
+    return _with_energy(doc, args, model, reports[0], [(batches[0], *s) for s in per_sample]) if args.energy else doc
+
+
+def _with_energy(doc: Document, args: argparse.Namespace, model: Any, report: Report, sizes: list[Any]) -> Document:
+    """The bench document with the measured energy of the first batch size beside the estimate (or why not)."""
+    measured = _seeded(measurement.measure_model_energy, model, input_size=sizes, device=args.device,
+                       dtype=args.dtype, threads=args.threads)
+    estimate = report.energy()
+    if measured.joules_per_inference is None:
+        text = f"Energy not measured: {measured.reason}"
+    else:
+        text = (f"Energy at batch {sizes[0][0]}: measured {joules_text(measured.joules_per_inference)} per inference "
+                f"({measured.reading.counter}: {', '.join(measured.reading.domains)}), estimated "
+                f"{joules_text(estimate.joules_per_inference)} ({estimate.table.name}, every byte from DRAM)")
+    data = doc.data
+    return replace(doc, blocks=(*doc.blocks, Gap(), Note(text)), data=lambda: {
+        **data(), "energy": {"measured": measured.as_dict(), "estimated": estimate.as_dict(modules=False)}})
 
 
 def cmd_hw_list(args: argparse.Namespace) -> Document:

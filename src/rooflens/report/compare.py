@@ -6,6 +6,7 @@ on a device (depthwise convolutions and element-wise operators move many bytes p
 column is what is known for that row: the roofline time always, the calibrated estimate for a measured
 device, the measured latency when the report holds a measurement; the ratios use the best of them
 (measured, else calibrated, else roofline) and say which. Every such inversion is written out as a note.
+Energy is the estimate per inference (:mod:`rooflens.analysis.energy`, the device's figures where it has them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rooflens.hardware.spec import HardwareSpec, Kind
 from rooflens.report.document import Document, Gap, Grid, Heading, Note
 from rooflens.report.markup import records_csv
 from rooflens.report.table import intensity_text
-from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
+from rooflens.report.units import ByteUnit, bytes3, joules_text, seconds_text, si3
 
 if TYPE_CHECKING:
     from rooflens.report.report import Report
@@ -41,7 +42,7 @@ class ComparisonRow:
     calibrated_seconds: float | None
     measured_seconds: float | None
     memory_peak_bytes: int | None
-    energy_joules: float | None
+    energy_joules: float | None  # estimated, per inference, with the device's figures (report.energy())
 
     @property
     def seconds(self) -> tuple[float | None, str]:
@@ -154,7 +155,7 @@ def _cells(comparison: Comparison, row: ComparisonRow, columns: Sequence[str], u
         "Roofline": opt(row.roofline_seconds, seconds_text), "Calibrated": opt(row.calibrated_seconds, seconds_text),
         "Measured": opt(row.measured_seconds, seconds_text),
         "Peak mem": opt(row.memory_peak_bytes, lambda v: bytes3(v, unit)),
-        "Energy": opt(row.energy_joules, lambda v: si3(v, "J")),
+        "Energy": opt(row.energy_joules, joules_text),
         "x MACs": opt(ratios["macs"], _x), "x bytes": opt(ratios["bytes"], _x),
         "x time": opt(ratios["seconds"], _x),
         "x energy": opt(ratios["energy"], _x),
@@ -212,7 +213,7 @@ def _row(report: Report, name: str, peak: int | None) -> ComparisonRow:
         model=name, device=hw.id if hw is not None else None, params=report.params.total, macs=total.macs,
         flops=total.flops, bytes=total.bytes, intensity=total.intensity, weight_bytes=report.weight_bytes,
         roofline_seconds=roof, calibrated_seconds=calibrated, measured_seconds=measured, memory_peak_bytes=peak,
-        energy_joules=None,
+        energy_joules=report.energy().joules_per_inference,
     )
 
 

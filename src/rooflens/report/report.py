@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rooflens.analysis.calibrated import Prediction, can_calibrate, predict
+from rooflens.analysis.energy import EnergyEstimate, estimate_energy
 from rooflens.analysis.roofline import Roofline, Timing, roofline
 from rooflens.errors import InputError
 from rooflens.hardware.catalogue import get as get_hardware
@@ -136,6 +137,19 @@ class Report:
         if self.measurement is None:
             return None
         return achieved(self.measurement, self)
+
+    def energy(
+        self, *, hardware: HardwareSpec | str | None = None, onchip: bool = False, samples: int | None = None
+    ) -> EnergyEstimate:
+        """Estimated joules per operator, module and in total at ``precision``, split compute / memory
+        (:mod:`rooflens.analysis.energy`: Horowitz's 45 nm figures unless the device has its own).
+        ``hardware``: another device's figures (default: the report's); ``onchip``: activations of operators
+        that fit in the device's on-chip memory count as on-chip traffic; ``samples``: inferences per pass."""
+        key = f"energy:{hardware!r}:{onchip}:{samples}"
+        if key not in self._cache:
+            spec = get_hardware(hardware) if hardware is not None else None
+            self._cache[key] = estimate_energy(self, hardware=spec, onchip=onchip, samples=samples)
+        return self._cache[key]  # type: ignore[no-any-return]
 
     def with_hardware(self, hardware: HardwareSpec | str) -> Report:
         """The same counts on another device (same precision and bit widths; nothing is re-analysed)."""

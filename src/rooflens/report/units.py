@@ -66,14 +66,25 @@ def count(value: int) -> str:
 
 
 _TIME = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")]
+_JOULES = [(1e3, "kJ"), (1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ"), (1e-12, "pJ")]
 
 
 def seconds_text(value: float, digits: int = 3) -> str:
     """``0.001234 -> '1.23 ms'``: three significant digits in s, ms, µs or ns."""
+    return _scaled(value, _TIME, digits, "s")
+
+
+def joules_text(value: float, digits: int = 3) -> str:
+    """``0.0875 -> '87.5 mJ'``: three significant digits in kJ, J, mJ, µJ, nJ or pJ."""
+    return _scaled(value, _JOULES, digits, "J")
+
+
+def _scaled(value: float, units: list[tuple[float, str]], digits: int, base: str) -> str:
+    """``value`` in the first of ``units`` (largest first) it reaches, else the last; zero in ``base``."""
     if value == 0:
-        return "0 s"
-    for scale, unit in _TIME:
-        if abs(value) >= scale or unit == "ns":
+        return f"0 {base}"
+    for scale, unit in units:
+        if abs(value) >= scale or unit == units[-1][1]:
             scaled = value / scale
             decimals = max(0, digits - 1 - (len(str(int(abs(scaled)))) - 1))
             return f"{scaled:.{decimals}f} {unit}"
