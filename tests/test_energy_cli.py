@@ -12,8 +12,8 @@ from torch import nn
 
 import rooflens
 from rooflens.cli import main
-from rooflens.report.energy_render import energy_document
 from rooflens.report.document import RENDERERS
+from rooflens.report.energy_render import energy_document
 
 MLP_FILE = """
 import torch.nn as nn

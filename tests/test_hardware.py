@@ -565,3 +565,79 @@ def test_bad_aliases_and_extra_are_rejected(tmp_path, field, value, message):
 def test_unknown_kind_in_query_is_a_hardware_error():
     with pytest.raises(HardwareError, match="kind 'tpu' is not one of"):
         hw.devices("tpu")
+
+
+# ---- alignment ------------------------------------------------------------------------------------------
+# Expected values written out from docs/hardware.md ("Alignment"): NVIDIA tensor cores want 16 bytes of
+# elements per matrix dimension, AVX-512 one 64-byte register, NEON one 16-byte register, a TPU 128.
+
+@pytest.mark.parametrize(
+    ("ident", "expected"),
+    [
+        ("a4000", {"tf32": 4, "fp16": 8, "bf16": 8, "int8": 16}),
+        ("t4", {"fp16": 8, "int8": 16, "int4": 32}),
+        ("v100-sxm2", {"fp16": 8}),
+        ("h100-sxm", {"fp64": 2, "tf32": 4, "fp16": 8, "bf16": 8, "fp8": 16, "int8": 16}),
+        ("jetson-orin-nano", {"fp16": 8, "bf16": 8, "int8": 16}),
+        ("xeon-8480", {"fp64": 8, "fp32": 16, "fp16": 32, "bf16": 32, "int8": 64}),
+        ("epyc-9654", {"fp64": 8, "fp32": 16, "bf16": 32, "int8": 64}),
+        ("rpi5", {"fp64": 2, "fp32": 4, "fp16": 8, "int8": 16}),
+        ("tpu-v4", {"bf16": 128, "int8": 128}),
+        ("apple-m2", {}),
+    ],
+)
+def test_catalogue_alignment(ident: str, expected: dict[str, int]) -> None:
+    assert {p.value: n for p, n in hw.get(ident).alignment.items()} == expected
+
+
+@pytest.mark.parametrize("spec", [s for s in ALL if s.vendor == "NVIDIA"], ids=lambda s: s.id)
+def test_nvidia_alignment_is_16_bytes_and_never_fp32(spec: HardwareSpec) -> None:
+    assert Precision.FP32 not in spec.alignment, "fp32 runs on the CUDA cores"
+    assert Precision.FP16 in spec.alignment
+    for p, n in spec.alignment.items():
+        assert n * p.bits == 128, (p, n)
+
+
+def test_alignment_from_a_file_and_back(tmp_path: Path) -> None:
+    (spec,) = hw.load_file(_write(tmp_path, GOOD + "\n[device.alignment]\nint8 = 16\n"))
+    assert dict(spec.alignment) == {Precision.INT8: 16}
+    assert spec.as_dict()["alignment"] == {"int8": 16}
+    assert "[device.alignment]" in spec.to_toml()
+    (again,) = hw.load_file(_write(tmp_path, spec.to_toml(), name="again.toml"))
+    assert again.as_dict() == spec.as_dict() and dict(again.alignment) == {Precision.INT8: 16}
+    # without one: no table written, no key in the dict
+    (plain,) = hw.load_file(_write(tmp_path, GOOD, name="plain.toml"))
+    assert dict(plain.alignment) == {} and "alignment" not in plain.as_dict()
+    assert "alignment" not in plain.to_toml()
+
+
+def test_alignment_in_code_is_parsed_and_read_only() -> None:
+    spec = HardwareSpec(id="x", name="X", vendor="V", kind="gpu", peak_flops_per_s={"fp16": 1e13},
+                        bandwidth_bytes_per_s=1e11, source="s", alignment={"float16": 8})
+    assert dict(spec.alignment) == {Precision.FP16: 8}
+    with pytest.raises(TypeError):
+        spec.alignment[Precision.FP16] = 16  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("int8 = 0", r"alignment.int8 = 0 must be a whole number of elements, 1..1024"),
+        ("int8 = 2048", r"alignment.int8 = 2048 must be a whole number"),
+        ("int8 = 8.0", r"alignment.int8 = 8.0 must be a whole number"),
+        ("int8 = \"16\"", r"alignment.int8 = '16' must be a whole number"),
+        ("int8 = true", r"alignment.int8 = True must be a whole number"),
+        ("fp16 = 8", r"alignment.fp16 is given but the device has no fp16 peak"),
+        ("fp17 = 8", r"alignment: unknown precision 'fp17'"),
+    ],
+)
+def test_bad_alignment_is_rejected(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(HardwareError, match=message) as info:
+        hw.load_file(_write(tmp_path, GOOD + f"\n[device.alignment]\n{table}\n"))
+    assert "my-npu" in str(info.value)
+
+
+def test_alignment_must_be_a_table(tmp_path: Path) -> None:
+    text = GOOD.replace('notes = "int8 only"', 'notes = "int8 only"\nalignment = 16')
+    with pytest.raises(HardwareError, match="alignment must be a table of precision = elements"):
+        hw.load_file(_write(tmp_path, text))

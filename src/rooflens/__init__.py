@@ -1,6 +1,7 @@
 """rooflens: what a neural network costs and why."""
 
 from rooflens import hardware
+from rooflens.analysis.advice import Finding, Rule, Severity
 from rooflens.analysis.memory import MemoryReport, memory
 from rooflens.api import analyze
 from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
@@ -17,6 +18,7 @@ __all__ = [
     "Comparison",
     "Convention",
     "Cost",
+    "Finding",
     "HardwareError",
     "HardwareSpec",
     "InputError",
@@ -29,6 +31,8 @@ __all__ = [
     "Precision",
     "Report",
     "RooflensError",
+    "Rule",
+    "Severity",
     "SpecError",
     "TensorMeta",
     "__version__",

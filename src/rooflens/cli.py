@@ -33,12 +33,14 @@ from typing import Any, NoReturn, TypeVar
 import torch
 
 from rooflens import __version__, measurement
+from rooflens.analysis.advice import Rule
 from rooflens.analysis.calibrated import calibrate
 from rooflens.analysis.memory import memory
 from rooflens.api import analyze
 from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
+from rooflens.report.advice_render import advice_document
 from rooflens.report.compare import compare
 from rooflens.report.document import RENDERERS, Document, Gap, Note, print_document, report_document
 from rooflens.report.energy_render import energy_document
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_memory(sub)
     _add_compare(sub)
     _add_energy(sub)
+    _add_advise(sub)
     _add_hw(sub)
     return parser
 
@@ -377,6 +380,28 @@ def _add_energy(sub: Any) -> None:
     p.set_defaults(func=cmd_energy)
 
 
+def _add_advise(sub: Any) -> None:
+    p = sub.add_parser(
+        "advise",
+        parents=[_model_options(), _convention_option(), _meta_option(), _precision_options(),
+                 _hw_option("the device the advice is for (one; without it, findings rank by bytes)"),
+                 _output_options(TABLE_FORMATS)],
+        help="design advice with evidence: ShuffleNetV2's G1-G4, alignment, depthwise, fusion, RepVGG, batch, precision",
+        description="Rules applied to the counted model, each finding with the modules, the numbers it rests on "
+        "and what the change would save (bytes, and roofline or calibrated time on the device), most saving "
+        "first; derivations and sources in docs/advice.md.",
+    )
+    p.add_argument("--rules", type=lambda text: [r.strip() for r in text.split(",") if r.strip()],
+                   metavar="G1,fusion,...", default=None,
+                   help=f"only these rules ({', '.join(r.value for r in Rule)}; default: all)")
+    p.add_argument("--top", type=_positive, default=20, help="show the first N findings (default 20)")
+    p.add_argument("--min-share", type=float, default=0.0, metavar="FRACTION",
+                   help="leave out findings that save less than this share of the model's time (e.g. 0.01)")
+    p.add_argument("--memory", action="store_true",
+                   help="also check that weights + the activation peak fit the device (one more pass over the model)")
+    p.set_defaults(func=cmd_advise)
+
+
 def _add_hw(sub: Any) -> None:
     hw = sub.add_parser("hw", help="the hardware catalogue", description="The hardware catalogue: dense peaks "
                         "per precision, memory bandwidth and size, ridge points and sources.")
@@ -583,6 +608,20 @@ def cmd_energy(args: argparse.Namespace) -> Document:
     report = _analyse(args, model, source, name)
     estimate = report.energy(hardware=specs[0] if specs else None, onchip=args.onchip)
     return energy_document(report, estimate, args.depth, _byte_unit(args))
+
+
+def cmd_advise(args: argparse.Namespace) -> Document:
+    specs = hardware(args.hw) if args.hw else []
+    if len(specs) > 1:
+        raise InputError(f"advise is for one device; --hw names {len(specs)}: {', '.join(s.id for s in specs)}")
+    model, source, name = _model(args, meta=args.meta)
+    report = _analyse(args, model, source, name, hardware=specs[0] if specs else None)
+    peak = None
+    if args.memory:
+        peak = _seeded(memory, model, dtype=args.dtype, weight_bits=report.weight_bits, act_bits=report.act_bits,
+                       name=name, value_checks=args.value_checks, **source).peak_bytes
+    findings = report.advice(rules=args.rules, min_share=args.min_share, activation_bytes=peak)
+    return advice_document(report, findings[: args.top], _byte_unit(args), total=len(findings))
 
 
 def _suffixed(path: str, device: str) -> str:

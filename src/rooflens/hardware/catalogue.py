@@ -16,6 +16,9 @@ A file holds ``[[device]]`` tables::
     [device.peak]                     # dense FLOP/s (OP/s for integers), one per precision it has
     fp32 = "19.2 TFLOP/s"
     fp16 = "76.7 TFLOP/s"
+
+    [device.alignment]                # optional: elements per precision that channel sizes should be
+    fp16 = 8                          # a multiple of (tensor cores, vector lanes); its source in a comment
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ else:  # pragma: no cover
 
 UNPUBLISHED = "unpublished"
 _KEYS = frozenset({"id", "name", "vendor", "kind", "aliases", "memory", "bandwidth", "onchip", "source", "notes",
-                   "peak", "extra"})
+                   "peak", "alignment", "extra"})
 _REQUIRED = ("id", "name", "vendor", "kind", "bandwidth", "source", "peak")
 
 _registry: dict[str, HardwareSpec] | None = None  # id -> spec, built-in entries first, then registered ones
@@ -75,6 +78,7 @@ def spec_from_table(table: Mapping[str, Any], *, where: str) -> HardwareSpec:
             source=str(table["source"]),
             notes=str(table.get("notes", "")),
             aliases=table.get("aliases", ()),
+            alignment=table.get("alignment", {}),
             extra=table.get("extra", {}),
         )
     except HardwareError as e:

@@ -162,7 +162,9 @@ class HardwareSpec:
 
     ``bandwidth_bytes_per_s`` is None when the vendor does not publish it; the roofline then needs one
     from the user. ``source`` names the datasheet or whitepaper; ``notes`` says how derived figures
-    were derived ("datasheet sparse value / 2").
+    were derived ("datasheet sparse value / 2"). ``alignment``: per precision, the multiple of elements
+    the device's matrix or vector units want channel and feature sizes to be (8 at fp16 on NVIDIA tensor
+    cores, 16 fp32 lanes of AVX-512); only for precisions the device has a peak for.
     """
 
     id: str
@@ -176,6 +178,7 @@ class HardwareSpec:
     source: str = ""
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    alignment: Mapping[Precision, int] = field(default_factory=dict)  # elements, per precision
     # free-form (measured: torch version, date, curves): what a hardware file holds (see _file_value)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -207,6 +210,7 @@ class HardwareSpec:
             _check(float(self.memory_bytes), MEMORY_BOUNDS, f"{where}: memory", "B")
         if self.onchip_bytes is not None:
             _check(float(self.onchip_bytes), ONCHIP_BOUNDS, f"{where}: on-chip memory", "B")
+        object.__setattr__(self, "alignment", _alignment(self.alignment, peaks, where))
         if isinstance(self.aliases, str) or not all(isinstance(a, str) for a in self.aliases):
             raise HardwareError(f"{where}: aliases must be a list of strings, e.g. aliases = [\"rtx-a4000\"]")
         aliases = tuple(a.lower() for a in self.aliases)
@@ -277,6 +281,7 @@ class HardwareSpec:
             "source": self.source,
             "notes": self.notes,
             "aliases": list(self.aliases),
+            **({"alignment": {p.value: n for p, n in self.alignment.items()}} if self.alignment else {}),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
@@ -298,6 +303,8 @@ class HardwareSpec:
         if self.notes:
             head["notes"] = self.notes
         tables: dict[str, Any] = {"peak": {p.value: v for p, v in self.peak_flops_per_s.items()}}
+        if self.alignment:
+            tables["alignment"] = {p.value: n for p, n in self.alignment.items()}
         if self.extra:
             tables["extra"] = dict(self.extra)
         # "[[device]]" written here: tomli_w would inline a short device table as ``device = [{...}]``,
@@ -305,8 +312,30 @@ class HardwareSpec:
         return f"[[device]]\n{tomli_w.dumps(head)}\n{tomli_w.dumps({'device': tables})}"
 
 
-def _order(item: tuple[Precision, float]) -> int:
+def _order(item: tuple[Precision, Any]) -> int:
     return list(Precision).index(item[0])
+
+
+ALIGNMENT_BOUNDS = (1, 1024)  # elements: 2 (fp64 tensor cores) .. 128 (a TPU's MXU); 1024 is a typo
+
+
+def _alignment(value: Any, peaks: Mapping[Precision, float], where: str) -> Mapping[Precision, int]:
+    """``{"fp16": 8}`` -> ``{Precision.FP16: 8}``, checked: whole numbers of elements, for precisions with a peak."""
+    if not isinstance(value, Mapping):
+        raise HardwareError(f"{where}: alignment must be a table of precision = elements, e.g. fp16 = 8")
+    out: dict[Precision, int] = {}
+    lo, hi = ALIGNMENT_BOUNDS
+    for key, n in value.items():
+        try:
+            p = Precision.parse(key)
+        except HardwareError as e:
+            raise HardwareError(f"{where}: alignment: {e}") from None
+        if isinstance(n, bool) or not isinstance(n, int) or not lo <= n <= hi:
+            raise HardwareError(f"{where}: alignment.{p.value} = {n!r} must be a whole number of elements, {lo}..{hi}")
+        if p not in peaks:
+            raise HardwareError(f"{where}: alignment.{p.value} is given but the device has no {p.value} peak")
+        out[p] = n
+    return MappingProxyType(dict(sorted(out.items(), key=_order)))
 
 
 def _file_value(value: Any, where: str) -> Any:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rooflens.analysis.advice import Finding, Rule, advise
 from rooflens.analysis.calibrated import Prediction, can_calibrate, predict
 from rooflens.analysis.energy import EnergyEstimate, estimate_energy
 from rooflens.analysis.roofline import Roofline, Timing, roofline
@@ -137,6 +138,22 @@ class Report:
         if self.measurement is None:
             return None
         return achieved(self.measurement, self)
+
+    def advice(
+        self,
+        *,
+        hardware: HardwareSpec | str | None = None,
+        rules: Sequence[Rule | str] | None = None,
+        min_share: float = 0.0,
+        activation_bytes: int | None = None,
+    ) -> list[Finding]:
+        """Design advice with its evidence (:mod:`rooflens.analysis.advice`, docs/advice.md): ShuffleNetV2's
+        G1-G4, channel alignment, memory-bound depthwise convolutions, fusion, RepVGG, batch, precision and
+        memory fit, most saving first. ``hardware``: the device (default: the report's; without one, findings
+        rank by bytes); ``rules``: a subset; ``min_share``: drop findings that save less of the model's time
+        (or bytes); ``activation_bytes``: the activation peak (``rooflens.memory(...).peak_bytes``) for the
+        memory-fit rule."""
+        return advise(self, hardware=hardware, rules=rules, min_share=min_share, activation_bytes=activation_bytes)
 
     def energy(
         self, *, hardware: HardwareSpec | str | None = None, onchip: bool = False, samples: int | None = None
