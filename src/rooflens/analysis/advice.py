@@ -297,7 +297,7 @@ class _Context:
     def saving_text(self, estimate: Mapping[str, float]) -> str:
         text = f"saves {_bytes(estimate['bytes_saved'])}"
         if self.device is not None:
-            text += f" and {_seconds(estimate['seconds_saved'])} on {self.device.spec.name}"
+            text += f" and {_seconds(estimate['seconds_saved'])} on {self.device.spec.id}"
         return text
 
     def time(self, indices: Sequence[int]) -> float:
@@ -500,7 +500,7 @@ def channel_alignment(ctx: _Context) -> list[Finding]:
                     "bytes_saved": extra_bytes, "seconds_saved": padded - dev.roofline_seconds[i]}
         out.append(ctx.finding(Rule.ALIGNMENT, [r.module], evidence, estimate,
                                f"{k}->{n} channels are not multiples of {m} ({dev.precision.value} on "
-                               f"{dev.spec.name}); padded to {kp}->{np_}: {_si(extra_flops, 'FLOP')} and "
+                               f"{dev.spec.id}); padded to {kp}->{np_}: {_si(extra_flops, 'FLOP')} and "
                                f"{_bytes(extra_bytes)} more, {_seconds(padded - dev.roofline_seconds[i])} of roofline time"))
     return out
 
@@ -540,7 +540,7 @@ def depthwise_memory_bound(ctx: _Context) -> list[Finding]:
                       f"{_seconds(estimate['replaced_seconds'])}" if j is not None else "")
         out.append(ctx.finding(Rule.DEPTHWISE, modules, evidence, estimate,
                                f"{kind} conv at {r.cost.intensity:.3g} FLOP/B, below the ridge {dev.ridge:.3g} of "
-                               f"{dev.spec.name}: memory-bound, {_seconds(now)}; a full conv takes "
+                               f"{dev.spec.id}: memory-bound, {_seconds(now)}; a full conv takes "
                                f"{_seconds(full)}{fused_text}"))
     return out
 
@@ -652,7 +652,7 @@ def batch_to_ridge(ctx: _Context) -> list[Finding]:
     estimate |= {"seconds_per_sample": now, "seconds_per_sample_at_batch": then, "bytes_saved": 0.0,
                  "seconds_saved": (now - then) * batch}
     return [ctx.finding(Rule.BATCH, [""], evidence, estimate,
-                        f"at batch {batch} the model runs at {f / (w + a):.3g} FLOP/B on {dev.spec.name} "
+                        f"at batch {batch} the model runs at {f / (w + a):.3g} FLOP/B on {dev.spec.id} "
                         f"({_seconds(now)} per sample); it {text}")]
 
 
@@ -684,7 +684,7 @@ def precision_change(ctx: _Context) -> list[Finding]:
         note = "; needs quantization, accuracy not estimated" if p in (Precision.INT8, Precision.FP8) else ""
         out.append(ctx.finding(Rule.PRECISION, [""], evidence, estimate,
                                f"at {p.value} the model moves {_bytes(new_total)} instead of {_bytes(now_total)}"
-                               + (f" and takes {_seconds(after)} instead of {_seconds(before)} on {dev.spec.name}"
+                               + (f" and takes {_seconds(after)} instead of {_seconds(before)} on {dev.spec.id}"
                                   if dev else "") + note))
     return out
 
@@ -708,7 +708,7 @@ def memory_fit(ctx: _Context) -> list[Finding]:
     peak = "" if ctx.options.activation_bytes is not None else " (activation peak not given)"
     return [ctx.finding(Rule.MEMORY, [""], evidence, estimate,
                         f"weights{' and activations' if activation else ''} take {_bytes(need)}{peak}, "
-                        f"{need / memory:.2f}x the {_bytes(memory)} of {dev.spec.name}; at int8 the weights "
+                        f"{need / memory:.2f}x the {_bytes(memory)} of {dev.spec.id}; at int8 the weights "
                         f"take {_bytes(int8)}", share=need / memory)]
 
 
