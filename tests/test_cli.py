@@ -606,6 +606,8 @@ COMMANDS = {  # a command of each kind of output, and the formats it has
     "roofline": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000"),
     "devices": ("roofline", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
     "compare": ("compare", "MODEL", "MODEL", "-i", "1,3,16,16", "--hw", "a4000,t4"),
+    "energy": ("energy", "MODEL", "-i", "1,3,16,16"),
+    "advise": ("advise", "MODEL", "-i", "1,3,16,16", "--hw", "a4000"),
     "memory": ("memory", "MODEL", "-i", "1,3,16,16"),
     "bench": ("bench", "MODEL", "-i", "1,3,8,8", "--iters", "1", "--warmup", "1", "--threads", "1", "--hw", "a4000"),
     "hw list": ("hw", "list", "--kind", "cpu"),
@@ -626,7 +628,8 @@ def test_format_names_are_the_same_everywhere():
                 yield parser.prog.removeprefix("rooflens "), tuple(action.choices)
 
     found = dict(formats(build_parser()))
-    assert set(found) == {"profile", "roofline", "compare", "bench", "memory", "hw list", "hw show", "hw bench"}
+    assert set(found) == {"profile", "roofline", "compare", "energy", "advise", "bench", "memory", "hw list", "hw show",
+                          "hw bench"}
     for command, names in found.items():
         assert names == tuple(f for f in FORMATS if f in names), command  # FORMATS' names, in its order
         assert names[:2] == ("table", "json") and "markdown" in names and "html" in names, command

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rooflens.errors import InputError
-from rooflens.report.export import to_html, to_markdown
-from rooflens.report.markup import grid_markdown, html_grid, html_labels, md_text
+from rooflens.report.export import to_markdown
+from rooflens.report.html_report import grid_html, memory_fragment, page, report_body
+from rooflens.report.markup import grid_markdown, html_labels, md_text
 from rooflens.report.terminal import (
     DEFAULT_WIDTH,
     grid_table,
@@ -31,6 +32,7 @@ from rooflens.report.terminal import (
 from rooflens.report.units import ByteUnit
 
 if TYPE_CHECKING:
+    from rooflens.analysis.memory import MemoryReport
     from rooflens.report.report import Report
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Grid:
         return grid_markdown(self.headers, self.rows, self.numeric)
 
     def html(self) -> str:
-        return html_grid(self.headers, self.rows, self.numeric)
+        return grid_html(self.headers, self.rows, self.numeric)
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,49 @@ class ReportView:
         return to_markdown(self.report, self.depth, self.byte_unit)
 
     def html(self) -> str:
-        return to_html(self.report, self.depth, self.byte_unit)
+        return report_body(self.report, depth=self.depth, byte_unit=self.byte_unit)
 
 
-Block = Heading | Labels | Grid | Note | Pre | Gap | ReportView
+@dataclass(frozen=True)
+class Interactive:
+    """HTML only (the other formats show nothing of it): the interactive report of ``report``, with its
+    rooflines on ``devices`` (other Reports of the model) and the timeline of ``memory``."""
+
+    report: Report
+    devices: Sequence[Report] = ()
+    memory: MemoryReport | None = None
+    depth: int | None = None
+    byte_unit: ByteUnit = ByteUnit.SI
+
+    def rich(self, width: int | None) -> list[Any]:
+        return []
+
+    def markdown(self) -> str:
+        return ""
+
+    def html(self) -> str:
+        return report_body(self.report, memory=self.memory, devices=self.devices, depth=self.depth,
+                           byte_unit=self.byte_unit)
+
+
+@dataclass(frozen=True)
+class MemoryTimeline:
+    """HTML only: the chart of a MemoryReport's live memory, operator by operator."""
+
+    memory: MemoryReport
+    byte_unit: ByteUnit = ByteUnit.SI
+
+    def rich(self, width: int | None) -> list[Any]:
+        return []
+
+    def markdown(self) -> str:
+        return ""
+
+    def html(self) -> str:
+        return memory_fragment(self.memory, self.byte_unit)
+
+
+Block = Heading | Labels | Grid | Note | Pre | Gap | ReportView | Interactive | MemoryTimeline
 
 
 @dataclass(frozen=True)
@@ -210,12 +251,9 @@ def render_markdown(doc: Document, width: int = DEFAULT_WIDTH) -> str:
 
 
 def render_html(doc: Document, width: int = DEFAULT_WIDTH) -> str:
-    """A self-contained HTML page."""
-    body = "\n".join(text for text in (block.html() for block in doc.blocks) if text)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
-        f"<title>{html.escape(doc.title)}</title></head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    """A self-contained HTML page (styles and scripts inline): the page of ``Report.to_html``."""
+    blocks = doc.blocks[1:] if doc.blocks and doc.blocks[0] == Heading(doc.title) else doc.blocks  # the <h1>
+    return page(doc.title, "\n".join(text for text in (block.html() for block in blocks) if text))
 
 
 def render_toml(doc: Document, width: int = DEFAULT_WIDTH) -> str:

@@ -1,13 +1,12 @@
-"""A whole Report as CSV (one row per module), Markdown and HTML."""
+"""A whole Report as CSV (one row per module) and Markdown (HTML: :mod:`rooflens.report.html_report`)."""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 from typing import TYPE_CHECKING, Any
 
-from rooflens.report.markup import html_grid, html_labels, md_code, md_text
+from rooflens.report.markup import md_code, md_text
 from rooflens.report.summary import footer_lines, header_lines
 from rooflens.report.table import NUMERIC_COLUMNS, ModuleRow, columns, module_rows, row_cells, shape_text, table_note
 from rooflens.report.units import ByteUnit
@@ -102,23 +101,3 @@ def to_markdown(report: Report, depth: int | None = None, byte_unit: ByteUnit = 
     lines.append("")
     lines += [f"- **{label}**: {md_text(text)}" for label, text in footer_lines(report, byte_unit)]
     return "\n".join(lines) + "\n"
-
-
-# ---- HTML -------------------------------------------------------------------------------------------
-
-
-def to_html(report: Report, depth: int | None = None, byte_unit: ByteUnit = ByteUnit.SI) -> str:
-    """A simple, self-contained HTML fragment (for Jupyter's ``_repr_html_``)."""
-    cols = columns(report)
-    rows = []
-    for row in module_rows(report, depth):
-        cells = row_cells(row, byte_unit, cols)
-        rows.append([row.prefix + cells[0], *cells[1:]])
-    return (
-        "<div class='rooflens-report'>"
-        f"{html_labels(header_lines(report, byte_unit))}"
-        f"<p><em>{html.escape(table_note(depth, report.hardware is not None))}.</em></p>"
-        f"{html_grid(cols, rows, NUMERIC_COLUMNS, tree=True)}"
-        f"{html_labels(footer_lines(report, byte_unit))}"
-        "</div>"
-    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from rooflens.report.document import Document, Gap, Labels, Note, Pre
+from rooflens.report.document import Document, Gap, Labels, MemoryTimeline, Note, Pre
 from rooflens.report.units import ByteUnit, count, nbytes, si
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ def memory_document(mem: MemoryReport, byte_unit: ByteUnit | None = None) -> Doc
     """`rooflens memory`: the peak and its parts, torchsummary's figures, what is not modelled; JSON in bytes."""
     return Document(
         title=f"rooflens memory: {mem.model}",
-        blocks=(Labels(memory_lines(mem, byte_unit or ByteUnit.SI)), Gap(), Pre(mem.summary().lines()), Gap(),
-                Note(MEMORY_NOTE)),
+        blocks=(Labels(memory_lines(mem, byte_unit or ByteUnit.SI)), MemoryTimeline(mem, byte_unit or ByteUnit.SI),
+                Gap(), Pre(mem.summary().lines()), Gap(), Note(MEMORY_NOTE)),
         data=mem.as_dict,
     )
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from rooflens.analysis.advice import Finding, Rule, advise
 from rooflens.analysis.calibrated import Prediction, can_calibrate, predict
@@ -20,6 +20,12 @@ from rooflens.report.measured import Achieved, MeasurementLike, achieved
 from rooflens.report.plot import plot_roofline
 from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rooflens.analysis.memory import MemoryReport
+    from rooflens.report.html_report import SectionLike
 
 SCHEMA_VERSION = 1
 
@@ -270,9 +276,56 @@ class Report:
         yield from renderables(self, width=options.max_width)
 
     def _repr_html_(self) -> str:
-        from rooflens.report.export import to_html
+        """The HTML report inline (Jupyter): the page of :meth:`to_html` as one ``<div>`` with its style and script."""
+        from rooflens.report.html_report import html_fragment
 
-        return to_html(self)
+        return html_fragment(self)
+
+    @overload
+    def to_html(
+        self, path: None = None, *, memory: MemoryReport | None = ..., devices: Sequence[Report] = ...,
+        sections: Sequence[SectionLike] = ..., depth: int | None = ..., byte_unit: ByteUnit | str = ...,
+        title: str | None = ...,
+    ) -> str: ...
+
+    @overload
+    def to_html(
+        self, path: str | Path, *, memory: MemoryReport | None = ..., devices: Sequence[Report] = ...,
+        sections: Sequence[SectionLike] = ..., depth: int | None = ..., byte_unit: ByteUnit | str = ...,
+        title: str | None = ...,
+    ) -> Path: ...
+
+    def to_html(
+        self,
+        path: str | Path | None = None,
+        *,
+        memory: MemoryReport | None = None,
+        devices: Sequence[Report] = (),
+        sections: Sequence[SectionLike] = (),
+        depth: int | None = None,
+        byte_unit: ByteUnit | str = ByteUnit.SI,
+        title: str | None = None,
+    ) -> str | Path:
+        """The HTML report: one self-contained page (no network access: every style and script inline).
+
+        Written to ``path`` (the path is returned), or returned as text when ``path`` is None. ``memory``:
+        a MemoryReport of the same model (``rooflens.memory(...)``) for the memory timeline; ``devices``:
+        Reports of this model on other devices (``report.with_hardware('t4')``) for the comparison and
+        their rooflines; ``sections``: extra parts, each a ``rooflens.report.html_report.Section`` or a
+        ``(title, rows)`` pair (rows: mappings, dataclasses or objects with ``as_dict()``); ``depth``: the
+        module tree opens down to it. See docs/html_report.md.
+        """
+        from rooflens.report.html_report import html_page
+
+        text = html_page(self, memory=memory, devices=devices, sections=sections, depth=depth,
+                         byte_unit=ByteUnit(byte_unit), title=title)
+        if path is None:
+            return text
+        target = Path(path)
+        if not target.parent.is_dir():
+            raise InputError(f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist")
+        target.write_text(text, encoding="utf-8", newline="\n")
+        return target
 
     def to_csv(self, *, byte_unit: ByteUnit | str | None = None) -> str:
         """One row per module in base units (bytes), or MB/MiB columns with ``byte_unit``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rooflens.report.document import Document, Grid, Heading, Note
+from rooflens.report.document import Document, Grid, Heading, Interactive, Note
 from rooflens.report.markup import records_csv
 from rooflens.report.table import intensity_text
 from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
@@ -90,7 +90,8 @@ def comparison_document(reports: Sequence[Report], byte_unit: ByteUnit | None = 
     notes = [Note(f"{r.roofline.hardware.id}: {n}") for r in reports for n in r.roofline.notes]
     return Document(
         title=title,
-        blocks=(Heading(title), Grid(comparison_columns(reports), rows, COMPARE_NUMERIC), *notes),
+        blocks=(Heading(title), Grid(comparison_columns(reports), rows, COMPARE_NUMERIC), *notes,
+                Interactive(reports[0], devices=reports[1:])),
         data=lambda: {"model": reports[0].model, "precision": reports[0].precision.value,
                       "devices": comparison_records(reports)},
         csv=lambda: records_csv(comparison_records(reports)),
