@@ -6,6 +6,8 @@ from rooflens.analysis.memory import MemoryReport, memory
 from rooflens.api import analyze
 from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
 from rooflens.hardware import HardwareSpec, Precision
+from rooflens.llm import LLMRun
+from rooflens.llm import llm as llm  # the function; the package rooflens.llm is reached by its full name
 from rooflens.measurement import Measurement, measure
 from rooflens.params import count_parameters, model_size_bytes
 from rooflens.report.compare import Comparison, compare
@@ -22,6 +24,7 @@ __all__ = [
     "HardwareError",
     "HardwareSpec",
     "InputError",
+    "LLMRun",
     "Measurement",
     "MemoryReport",
     "ModelError",
@@ -40,6 +43,7 @@ __all__ = [
     "compare",
     "count_parameters",
     "hardware",
+    "llm",
     "measure",
     "memory",
     "model_size_bytes",

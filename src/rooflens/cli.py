@@ -42,9 +42,10 @@ from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
 from rooflens.report.advice_render import advice_document
 from rooflens.report.compare import compare
-from rooflens.report.document import RENDERERS, Document, Gap, Note, print_document, report_document
+from rooflens.report.document import RENDERERS, Document, Gap, Grid, Note, print_document, report_document
 from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
+from rooflens.report.llm_render import llm_document
 from rooflens.report.measure_render import bench_document
 from rooflens.report.memory_render import memory_document, with_summary
 from rooflens.report.report import Report
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_energy(sub)
     _add_advise(sub)
+    _add_llm(sub)
     _add_hw(sub)
     return parser
 
@@ -402,6 +404,30 @@ def _add_advise(sub: Any) -> None:
     p.set_defaults(func=cmd_advise)
 
 
+def _add_llm(sub: Any) -> None:
+    p = sub.add_parser(
+        "llm",
+        parents=[_hw_option("the device (one)"), _output_options(TABLE_FORMATS)],
+        help="LLM inference: prefill and decode from the real transformers code, TTFT, TPOT, tokens/s, memory",
+        description="Build a causal LM with transformers on the meta device (a config id such as llama-2-7b, a "
+        "config.json, hf:org/name from the local cache, or package.module:callable), count the prefill of "
+        "--batch x --prompt tokens and the decode steps of --gen tokens against a real KV cache of meta tensors, "
+        "and time them on the device's roofline: time to first token, time per output token, tokens per second, "
+        "weights and KV cache against the device's memory. See `rooflens llm --list` for the config table.",
+    )
+    p.add_argument("model", metavar="MODEL", nargs="?", help="a config id (see --list), path/to/config.json, "
+                   "hf:org/name, or package.module:callable / file.py:callable returning the model")
+    p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens per sequence (default 512)")
+    p.add_argument("--gen", type=_positive, default=128, help="generated tokens per sequence (default 128)")
+    p.add_argument("--batch", "-b", type=batch_sizes, default=[1], metavar="1,8,32", help="batch sizes (default 1)")
+    p.add_argument("--precision", "-p", choices=("fp32", "fp16", "bf16"), default="fp16",
+                   help="weights, activations and KV cache dtype, and the device's peak (default fp16)")
+    p.add_argument("--all-logits", action="store_true",
+                   help="the LM head on every prompt token in the prefill (default: the last, as generation does)")
+    p.set_defaults(func=cmd_llm)
+
+
 def _add_hw(sub: Any) -> None:
     hw = sub.add_parser("hw", help="the hardware catalogue", description="The hardware catalogue: dense peaks "
                         "per precision, memory bandwidth and size, ridge points and sources.")
@@ -622,6 +648,28 @@ def cmd_advise(args: argparse.Namespace) -> Document:
                        name=name, value_checks=args.value_checks, **source).peak_bytes
     findings = report.advice(rules=args.rules, min_share=args.min_share, activation_bytes=peak)
     return advice_document(report, findings[: args.top], _byte_unit(args), total=len(findings))
+
+
+def cmd_llm(args: argparse.Namespace) -> Document:
+    from rooflens.llm.configs import CONFIGS
+    from rooflens.llm.run import llm
+
+    if args.list:
+        rows = [[e.id, ", ".join(e.aliases[:1]), e.source] for e in CONFIGS.values()]
+        return Document(title="LLM configs", blocks=(Grid(("Id", "Alias", "Source"), rows, frozenset()),),
+                        data=lambda: {"configs": [{"id": r[0], "alias": r[1], "source": r[2]} for r in rows]},
+                        csv=None)
+    if not args.model:
+        raise InputError("say which model: rooflens llm llama-2-7b --hw a100-80gb (see rooflens llm --list)")
+    specs = hardware(args.hw) if args.hw else []
+    if len(specs) != 1:
+        raise InputError("say which device, one: --hw a100-80gb (see `rooflens hw list`)")
+    source: Any = args.model
+    if ":" in source and not source.startswith("hf:"):
+        source, _, _ = load_model(source, meta=True)
+    runs = [llm(source, hardware=specs[0], prompt=args.prompt, gen=args.gen, batch=b, precision=args.precision,
+                all_logits=args.all_logits, name=args.model.rpartition(":")[2]) for b in args.batch]
+    return llm_document(runs, _byte_unit(args))
 
 
 def _suffixed(path: str, device: str) -> str:

@@ -1,0 +1,303 @@
+"""LLM inference from the real model code: prefill and decode phases, TTFT / TPOT / tokens per second,
+KV cache and weight memory, the largest batch that fits.
+
+The model is a ``transformers`` causal LM on the meta device (:mod:`rooflens.llm.configs`), counted by the
+same engine as every other model:
+
+- **Prefill**: ``B`` sequences of ``P`` tokens into an empty ``DynamicCache`` (the keys and values the
+  projections produce are the cache), logits of the last token only (``logits_to_keep=1``, as generation
+  does; ``all_logits=True`` for every token).
+- **Decode step at context L**: one new token per sequence against a ``StaticCache`` that holds ``L``
+  tokens (meta tensors, allocated before the step, as a serving engine's cache is): attention reads the
+  ``L + 1`` keys and values, the step writes one token's. Its cost is affine in ``L``: the generation's
+  ``G`` steps (``L = P .. P+G-1``) are counted from two analysed steps (``P`` and ``P+G-1``), checked
+  against a third (the middle one) operator by operator, and each step's roofline time is summed exactly
+  from the per-operator affine costs.
+- **Times**: the roofline on the device (a lower bound: every operator at the roof of its intensity); the
+  TTFT is the prefill, the TPOT the mean decode step, the end-to-end time the prefill plus the ``G`` steps.
+- **Memory**: weights at their width, the KV cache from the cache object itself (sliding-window layers
+  cap at their window), and whether weights + KV fit the device (activations not yet included: stated).
+
+Not yet (issue 12, later increments): KV-cache bits and weight-only quantization formats, MoE routing
+assumptions, tensor parallelism, an efficiency-aware estimate beside the roofline, MFU/MBU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rooflens.api import analyze
+from rooflens.capture.harness import analysis_device
+from rooflens.errors import InputError
+from rooflens.hardware.catalogue import get as get_hardware
+from rooflens.hardware.spec import HardwareSpec, Precision
+from rooflens.llm.configs import build_model
+from rooflens.report.report import Report
+from rooflens.types import OpRecord
+
+_DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LLMMemory:
+    """Bytes per device: weights, the KV cache (per token of one sequence, and for the whole batch at the
+    end of generation), their sum, the device's memory and whether the sum fits."""
+
+    weight_bytes: int
+    kv_bytes_per_token: int  # one sequence, all layers, below any sliding window
+    kv_bytes: int  # batch x (prompt + gen) tokens
+    device_bytes: int | None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.kv_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.device_bytes is None else self.total_bytes <= self.device_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"weight_bytes": self.weight_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
+                "kv_bytes": self.kv_bytes, "total_bytes": self.total_bytes, "device_bytes": self.device_bytes,
+                "fits": self.fits, "activations": "not included"}
+
+
+@dataclass(frozen=True)
+class LLMRun:
+    """One generation: ``batch`` sequences, ``prompt`` tokens in, ``gen`` tokens out, on ``hardware``."""
+
+    model: torch.nn.Module = field(repr=False)
+    name: str
+    hardware: HardwareSpec
+    precision: Precision
+    batch: int
+    prompt: int
+    gen: int
+    prefill: Report
+    decode_first: Report  # the step at context = prompt
+    decode_last: Report  # the step at context = prompt + gen - 1
+    step_seconds: tuple[float, ...]  # roofline time of each decode step, contexts prompt .. prompt+gen-1
+    memory: LLMMemory
+    all_logits: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ttft_seconds(self) -> float:
+        """Time to the first token: the prefill (its last token's logits give the first new token)."""
+        return self.prefill.roofline.total.seconds
+
+    @property
+    def decode_seconds(self) -> float:
+        return math.fsum(self.step_seconds)
+
+    @property
+    def tpot_seconds(self) -> float:
+        """Time per output token of one sequence: the mean decode step."""
+        return self.decode_seconds / self.gen
+
+    @property
+    def e2e_seconds(self) -> float:
+        return self.ttft_seconds + self.decode_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens of the whole batch per second of decoding."""
+        return self.batch * self.gen / self.decode_seconds
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch whose weights + KV cache at prompt + gen tokens fit the device (activations
+        not counted); None when the device's memory is not known."""
+        if self.hardware.memory_bytes is None:
+            return None
+        per_sequence = self.memory.kv_bytes_per_token * (self.prompt + self.gen)
+        return max(0, (self.hardware.memory_bytes - self.memory.weight_bytes) // per_sequence)
+
+    def decode(self, context: int) -> Report:
+        """A Report of one decode step against a cache of ``context`` tokens (analysed now)."""
+        return _decode(self.model, self.name, self.hardware, self.precision, self.batch, context)
+
+    def sweep(self, batch: Sequence[int]) -> list[LLMRun]:
+        """The same generation at each batch size (latency against throughput)."""
+        return [llm(self.model, hardware=self.hardware, prompt=self.prompt, gen=self.gen, batch=b,
+                    precision=self.precision, all_logits=self.all_logits, name=self.name) for b in batch]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name, "hardware": self.hardware.id, "precision": self.precision.value,
+            "batch": self.batch, "prompt": self.prompt, "gen": self.gen,
+            "ttft_seconds": self.ttft_seconds, "tpot_seconds": self.tpot_seconds, "e2e_seconds": self.e2e_seconds,
+            "tokens_per_second": self.tokens_per_second, "max_batch": self.max_batch,
+            "memory": self.memory.as_dict(),
+            "prefill": _phase(self.prefill), "decode_first": _phase(self.decode_first),
+            "decode_last": _phase(self.decode_last), "notes": list(self.notes),
+            "time": "roofline (a lower bound on this device)",
+        }
+
+
+def _phase(report: Report) -> dict[str, Any]:
+    total = report.total()
+    timing = report.roofline.total
+    return {"macs": total.macs, "flops": total.flops, "bytes_read": total.bytes_read,
+            "bytes_written": total.bytes_written, "roofline_seconds": timing.seconds,
+            "memory_bound_share": timing.memory_bound_share, "intensity": total.intensity}
+
+
+def llm(
+    source: Any,
+    *,
+    hardware: HardwareSpec | str,
+    prompt: int,
+    gen: int,
+    batch: int = 1,
+    precision: Precision | str = Precision.FP16,
+    all_logits: bool = False,
+    name: str | None = None,
+) -> LLMRun:
+    """Prefill ``batch`` x ``prompt`` tokens and generate ``gen`` tokens with ``source`` on ``hardware``.
+
+    ``source``: a config id of :data:`rooflens.llm.configs.CONFIGS`, a ``config.json`` path, a
+    ``transformers`` config, ``hf:org/name`` (local cache), or a causal-LM ``nn.Module`` (on meta).
+    ``precision``: the dtype of weights, activations and cache (fp32, fp16, bf16) and the device's peak.
+    ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as generation does).
+    """
+    for value, what in ((prompt, "prompt"), (gen, "gen"), (batch, "batch")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{what}={value!r} must be a whole number >= 1")
+    spec = get_hardware(hardware)
+    prec = Precision.parse(precision)
+    if prec not in _DTYPES:
+        raise InputError(f"precision {prec.value!r}: LLM runs take fp32, fp16 or bf16 weights (quantized formats "
+                         "come later)")
+    model = build_model(source, dtype=_DTYPES[prec])
+    label = name or _model_name(source, model)
+    prefill = _prefill(model, label, spec, prec, batch, prompt, all_logits)
+    first = _decode(model, label, spec, prec, batch, prompt)
+    last_context = prompt + gen - 1
+    last = first if gen == 1 else _decode(model, label, spec, prec, batch, last_context)
+    notes: list[str] = []
+    if gen > 2:
+        middle = prompt + (gen - 1) // 2
+        _check_affine(first, last, _decode(model, label, spec, prec, batch, middle), prompt, last_context, middle)
+    steps = _step_seconds(first, last, spec, prec, prompt, last_context)
+    memory = _memory(model, first, spec, batch, prompt + gen, prec)
+    notes.append("times are roofline times of the operators the eager transformers code runs, each at the roof "
+                 "of its intensity: a lower bound for eager PyTorch on the device (a fused serving engine moves "
+                 "fewer bytes in the element-wise operators); KV cache as a serving engine keeps it (allocated "
+                 "once, one token written per step)")
+    return LLMRun(model, label, spec, prec, batch, prompt, gen, prefill, first, last, steps, memory, all_logits,
+                  tuple(notes))
+
+
+def _model_name(source: Any, model: torch.nn.Module) -> str:
+    if isinstance(source, str):
+        return source.removeprefix("hf:")
+    config = getattr(model, "config", None)
+    return str(getattr(config, "name_or_path", "") or type(model).__name__)
+
+
+def _prefill(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precision, batch: int, prompt: int,
+             all_logits: bool) -> Report:
+    from transformers import DynamicCache
+
+    config: Any = model.config
+    inputs: dict[str, Any] = {
+        "input_ids": torch.zeros(batch, prompt, dtype=torch.long, device="meta"),
+        "past_key_values": DynamicCache(config=config),
+        "use_cache": True,
+    }
+    if not all_logits:
+        inputs["logits_to_keep"] = 1
+    return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} prefill")
+
+
+def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch.device) -> Any:
+    """A StaticCache of ``tokens`` positions on the meta device, allocated now (not during the step): its
+    layers report ``device`` (the device the analysis presents its fake tensors on)."""
+    from transformers import StaticCache
+
+    config: Any = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    dtype = next(model.parameters()).dtype
+    cache: Any = StaticCache(config=config, max_cache_len=tokens)
+    cache.early_initialization(batch, kv_heads, head_dim, dtype, torch.device("meta"))
+    for layer in cache.layers:
+        layer.device = device
+    return cache
+
+
+def _decode(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precision, batch: int,
+            context: int) -> Report:
+    ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
+    device = analysis_device(model, [ids])
+    inputs = {
+        "input_ids": ids,
+        "past_key_values": _static_cache(model, batch, context + 1, device),
+        "cache_position": torch.arange(context, context + 1, device="meta"),
+        "use_cache": True,
+    }
+    return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} decode@{context}")
+
+
+def _signature(r: OpRecord) -> tuple[str, str]:
+    return r.op, r.module
+
+
+def _check_affine(first: Report, last: Report, middle: Report, lo: int, hi: int, mid: int) -> None:
+    """Every operator's FLOPs and bytes at ``mid`` lie on the line through ``lo`` and ``hi``."""
+    if not (len(first.records) == len(last.records) == len(middle.records)) or any(
+        _signature(a) != _signature(b) or _signature(a) != _signature(c)
+        for a, b, c in zip(first.records, last.records, middle.records, strict=True)
+    ):
+        raise InputError("the decode steps at different contexts run different operators; the per-step cost "
+                         "cannot be interpolated (a model whose code branches on the cache length)")
+    for a, b, c in zip(first.records, last.records, middle.records, strict=True):
+        for at_lo, at_hi, at_mid in zip(_work(a), _work(b), _work(c), strict=True):
+            expected = at_lo + (at_hi - at_lo) * (mid - lo) / (hi - lo)
+            if not math.isclose(at_mid, expected, rel_tol=1e-9, abs_tol=1.0):
+                raise InputError(f"the decode cost of {c.op} in {c.module!r} is not affine in the context length "
+                                 f"({at_mid} at {mid}, expected {expected:.0f})")
+
+
+def _work(r: OpRecord) -> tuple[int, int, int]:
+    return r.cost.flops, r.cost.bytes_read, r.cost.bytes_written
+
+
+def _step_seconds(first: Report, last: Report, spec: HardwareSpec, prec: Precision, lo: int,
+                  hi: int) -> tuple[float, ...]:
+    """The roofline time of every decode step from context ``lo`` to ``hi``: each operator's FLOPs and
+    bytes interpolated between the two analysed steps, timed at the roof, summed."""
+    roof = first.roofline
+    peak, bandwidth = roof.peak_flops_per_s, roof.bandwidth_bytes_per_s
+    if hi == lo:
+        return (roof.total.seconds,)
+    pairs = [(a.cost.flops, b.cost.flops, a.cost.bytes, b.cost.bytes)
+             for a, b in zip(first.records, last.records, strict=True)]
+    steps = []
+    for context in range(lo, hi + 1):
+        t = (context - lo) / (hi - lo)
+        steps.append(math.fsum(max((f0 + (f1 - f0) * t) / peak, (b0 + (b1 - b0) * t) / bandwidth)
+                               for f0, f1, b0, b1 in pairs))
+    return tuple(steps)
+
+
+def _memory(model: torch.nn.Module, decode: Report, spec: HardwareSpec, batch: int, tokens: int,
+            prec: Precision) -> LLMMemory:
+    """Weights at their width; the KV cache measured on cache objects of one sequence (1 and ``tokens``
+    positions: sliding-window layers stop growing at their window)."""
+    per_token = _cache_bytes(model, 1, 1)
+    at_end = _cache_bytes(model, batch, tokens)
+    return LLMMemory(decode.weight_bytes, per_token, at_end, spec.memory_bytes)
+
+
+def _cache_bytes(model: torch.nn.Module, batch: int, tokens: int) -> int:
+    cache = _static_cache(model, batch, tokens, torch.device("meta"))
+    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values) if t is not None)

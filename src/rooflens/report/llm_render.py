@@ -1,0 +1,95 @@
+"""An LLM generation as a document (`rooflens llm MODEL --hw ID --prompt P --gen G --batch 1,8`): per batch
+size the time to first token, time per output token, throughput and memory; per phase the work and bound."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from rooflens.report.document import Document, Gap, Grid, Heading, Labels, Note
+from rooflens.report.markup import records_csv
+from rooflens.report.report import Report
+from rooflens.report.table import intensity_text
+from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
+
+
+class RunLike(Protocol):
+    """What the document reads of a ``rooflens.llm.run.LLMRun`` (the llm layer sits above this one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def prompt(self) -> int: ...
+    @property
+    def gen(self) -> int: ...
+    @property
+    def prefill(self) -> Report: ...
+    @property
+    def decode_first(self) -> Report: ...
+    @property
+    def decode_last(self) -> Report: ...
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+    @property
+    def ttft_seconds(self) -> float: ...
+    @property
+    def tpot_seconds(self) -> float: ...
+    @property
+    def e2e_seconds(self) -> float: ...
+    @property
+    def tokens_per_second(self) -> float: ...
+    @property
+    def max_batch(self) -> int | None: ...
+    @property
+    def memory(self) -> Any: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+SUMMARY = ("Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Fits")
+PHASES = ("Phase", "Context", "MACs", "Read", "Written", "FLOP/B", "Roofline", "Memory-bound", "Bound")
+NUMERIC = frozenset({"Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Context",
+                     "MACs", "Read", "Written", "FLOP/B", "Roofline", "Memory-bound"})
+
+
+def _summary_row(run: RunLike, unit: ByteUnit) -> list[str]:
+    mem = run.memory
+    fits = {None: "?", True: "yes", False: "NO"}[mem.fits]
+    return [str(run.batch), seconds_text(run.ttft_seconds), seconds_text(run.tpot_seconds),
+            f"{run.tokens_per_second:,.0f}", seconds_text(run.e2e_seconds), bytes3(mem.weight_bytes, unit),
+            bytes3(mem.kv_bytes, unit), bytes3(mem.total_bytes, unit), fits]
+
+
+def _phase_row(phase: str, context: int, report: Report, unit: ByteUnit) -> list[str]:
+    total, timing = report.total(), report.roofline.total
+    return [phase, str(context), si3(total.macs), bytes3(total.bytes_read, unit), bytes3(total.bytes_written, unit),
+            intensity_text(total.intensity), seconds_text(timing.seconds), f"{100 * timing.memory_bound_share:.0f}%",
+            timing.bound.value]
+
+
+def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> Document:
+    """A summary row per batch size, the phases of each, the notes; JSON of every run, CSV of the summary."""
+    unit = byte_unit or ByteUnit.SI
+    first = runs[0]
+    hw = first.prefill.hardware
+    assert hw is not None
+    title = (f"{first.name} on {hw.id}: prompt {first.prompt}, {first.gen} generated tokens, "
+             f"{first.prefill.precision.value} (roofline times)")
+    phases = [row for run in runs for row in (
+        [f"prefill (batch {run.batch})", *_phase_row("", run.prompt, run.prefill, unit)[1:]],
+        [f"decode (batch {run.batch})", *_phase_row("", run.prompt, run.decode_first, unit)[1:]],
+        [f"decode (batch {run.batch})", *_phase_row("", run.prompt + run.gen - 1, run.decode_last, unit)[1:]],
+    )]
+    largest = first.max_batch
+    labels = [("Max batch", f"{largest} (weights + KV cache at {first.prompt + first.gen} tokens in "
+                            f"{bytes3(hw.memory_bytes or 0, unit)}; activations not counted)" if largest is not None
+               else "? (the device's memory is not known)")]
+    blocks: list[Any] = [Heading(title), Labels(labels), Gap(), Grid(SUMMARY, [_summary_row(r, unit) for r in runs],
+                                                                   NUMERIC),
+                         Gap(), Grid(PHASES, phases, NUMERIC), Gap()]
+    blocks += [Note(n) for n in dict.fromkeys(n for r in runs for n in r.notes)]
+    rows = [{k: v for k, v in r.as_dict().items() if not isinstance(v, (dict, list))} for r in runs]
+    return Document(title=title, blocks=tuple(blocks), data=lambda: {"runs": [r.as_dict() for r in runs]},
+                    csv=lambda: records_csv(rows))

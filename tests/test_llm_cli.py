@@ -1,0 +1,54 @@
+"""`rooflens llm`: the command over rooflens.llm (whose numbers tests/test_llm_run.py derives by hand)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from rooflens.cli import main
+from rooflens.llm.run import llm
+from rooflens.report.document import RENDERERS
+from rooflens.report.llm_render import llm_document
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_cli_llm_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["llm", "llama-2-7b", "--hw", "a100-80gb", "--prompt", "2048", "--gen", "128", "--batch", "1,8", "-f", "json"]
+    assert main(argv) == 0
+    one, eight = json.loads(capsys.readouterr().out)["runs"]
+    assert (one["batch"], eight["batch"]) == (1, 8)
+    assert one["max_batch"] == 58  # worked out in tests/test_llm_run.py
+    assert one["memory"]["kv_bytes"] * 8 == eight["memory"]["kv_bytes"]
+    assert one["prefill"]["macs"] == 14_362_501_709_824  # as in tests/test_llm_run.py
+    # a larger batch reads the weights once for more tokens: more tokens per second, a longer step
+    assert eight["tokens_per_second"] > one["tokens_per_second"] and eight["tpot_seconds"] > one["tpot_seconds"]
+
+
+def test_rooflens_llm_is_the_function() -> None:
+    import rooflens
+    import rooflens.llm.configs  # importing a submodule must not rebind the name
+
+    assert rooflens.llm is llm
+
+
+def test_cli_llm_list_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["llm", "--list", "-f", "json"]) == 0
+    ids = [c["id"] for c in json.loads(capsys.readouterr().out)["configs"]]
+    assert "llama-2-7b" in ids and "mixtral-8x7b" in ids
+    assert main(["llm", "llama-2-7b"]) == 2
+    assert "--hw a100-80gb" in capsys.readouterr().err
+    assert main(["llm", "--hw", "a100-80gb"]) == 2
+    assert "say which model" in capsys.readouterr().err
+
+
+def test_llm_table_golden(golden: Callable[[str, str], None]) -> None:
+    config = transformers.LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=4, vocab_size=1000)
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float16)
+    runs = [llm(model.eval(), hardware="a100-80gb", prompt=64, gen=8, batch=b, name="tiny-llama") for b in (1, 4)]
+    golden("llm_tiny.txt", RENDERERS["table"](llm_document(runs), 120))

@@ -1,0 +1,119 @@
+"""rooflens.llm: prefill and decode of a Llama-2-7B built by transformers on the meta device, with every
+number derived by hand below (issue 12's "tests that must pass")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rooflens.llm.run import llm
+
+transformers = pytest.importorskip("transformers")
+
+# Llama-2-7B (meta-llama/Llama-2-7b-hf config.json): d = 4096, FFN 11008, 32 layers, 32 heads of 128,
+# vocabulary 32000, untied LM head; fp16.
+D, FFN, LAYERS, VOCAB = 4096, 11008, 32, 32000
+# linear MACs per token and layer: q, k, v, o 4 x 4096 x 4096 = 67,108,864; gate, up, down 3 x 4096 x 11008
+# = 135,266,304; together 202,375,168; x 32 layers = 6,476,005,376. LM head 4096 x 32000 = 131,072,000.
+LAYER_MACS = 4 * D * D + 3 * D * FFN
+assert LAYER_MACS * LAYERS == 6_476_005_376
+HEAD_MACS = D * VOCAB
+PARAMS = 6_738_415_616  # embeddings 131,072,000 + 32 x (202,375,168 + 2 x 4096 norms) + 4096 + LM head 131,072,000
+P, G = 2048, 128
+A100_BANDWIDTH = 2039e9  # a100-80gb in the catalogue: 2039 GB/s, 80 GB (80e9 bytes), fp16 peak 312 TFLOP/s
+
+
+def llama_2_7b(kv_heads: int = 32, layers: int = LAYERS) -> torch.nn.Module:
+    config = transformers.LlamaConfig(hidden_size=D, intermediate_size=FFN, num_hidden_layers=layers,
+                                      num_attention_heads=32, num_key_value_heads=kv_heads, vocab_size=VOCAB,
+                                      max_position_embeddings=4096)
+    with torch.device("meta"):
+        return transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa",
+                                                          dtype=torch.float16).eval()
+
+
+@pytest.fixture(scope="module")
+def run():  # type: ignore[no-untyped-def]
+    return llm(llama_2_7b(), hardware="a100-80gb", prompt=P, gen=G, batch=1, name="llama-2-7b")
+
+
+def test_prefill_macs_by_hand(run) -> None:  # type: ignore[no-untyped-def]
+    # P x linear MACs + the LM head on the last token only + attention 2 P^2 d per layer (dense causal)
+    # 2048 x 6,476,005,376 + 131,072,000 + 32 x 2 x 2048^2 x 4096 = 13,262,990,082,048 + 1,099,511,627,776
+    assert run.prefill.total().macs == P * LAYER_MACS * LAYERS + HEAD_MACS + LAYERS * 2 * P * P * D
+    assert run.prefill.total().macs == 14_362_501_709_824
+    assert run.prefill.params.total == PARAMS
+
+
+def test_decode_step_macs_by_hand(run) -> None:  # type: ignore[no-untyped-def]
+    # one token: linear 6,476,005,376 + head 131,072,000; attention over the L cached tokens and the new one:
+    # 2 (L + 1) d per layer = 32 x 2 x 2049 x 4096 = 537,133,056 at L = 2048
+    for report, context in ((run.decode_first, P), (run.decode_last, P + G - 1)):
+        assert report.total().macs == LAYER_MACS * LAYERS + HEAD_MACS + LAYERS * 2 * (context + 1) * D
+    assert run.decode_first.total().macs == 7_144_210_432
+
+
+def test_kv_cache_and_weights_by_hand(run) -> None:  # type: ignore[no-untyped-def]
+    # K and V, 32 layers, 4096 wide, 2 bytes: 2 x 32 x 4096 x 2 = 524,288 bytes per token;
+    # 1,073,741,824 at 2048 tokens; the batch of 1 at the end: 2048 + 128 = 2176 tokens
+    assert run.memory.kv_bytes_per_token == 2 * LAYERS * D * 2 == 524_288
+    assert run.memory.kv_bytes_per_token * 2048 == 1_073_741_824
+    assert run.memory.kv_bytes == 524_288 * (P + G)
+    assert run.memory.weight_bytes == PARAMS * 2
+    assert run.memory.fits is True
+
+
+def test_decode_is_memory_bound_at_one_flop_per_byte_and_prefill_compute_bound(run) -> None:  # type: ignore[no-untyped-def]
+    # a decode step's linear layers: 2 x 4096 x 4096 FLOPs over 2 x 4096 x 4096 weight bytes (+ one token) ~ 1
+    q_proj = next(r for r in run.decode_first.records if r.module.endswith("layers.0.self_attn.q_proj"))
+    assert q_proj.cost.intensity == pytest.approx(1.0, rel=0.01)
+    assert run.decode_first.roofline.total.memory_bound_share > 0.99
+    # prefill at 2048 tokens: compute-bound as a whole, and every matrix product of the layers on the roof (the
+    # element-wise operators, norms, activations, rotary embeddings stay memory-bound: about a sixth of its time;
+    # so does the LM head, on the last token only)
+    assert run.prefill.roofline.total.bound.value == "compute"
+    products = [t for r, t in zip(run.prefill.records, run.prefill.roofline.ops, strict=True)
+                if r.op == "aten.mm" and r.module != "lm_head"]
+    assert products and all(t.bound.value == "compute" for t in products)
+    # the step time is (weights + KV read) / bandwidth within 5 %: 13,476,831,232 + 2 x 32 x 4096 x 2049 x 2
+    weights_and_kv = PARAMS * 2 + 2 * LAYERS * D * (P + 1) * 2
+    assert run.decode_first.roofline.total.seconds == pytest.approx(weights_and_kv / A100_BANDWIDTH, rel=0.05)
+
+
+def test_generation_sums_the_steps_exactly(run) -> None:  # type: ignore[no-untyped-def]
+    assert len(run.step_seconds) == G
+    assert run.step_seconds[0] == pytest.approx(run.decode_first.roofline.total.seconds, rel=1e-12)
+    assert run.step_seconds[-1] == pytest.approx(run.decode_last.roofline.total.seconds, rel=1e-12)
+    assert all(a <= b for a, b in zip(run.step_seconds, run.step_seconds[1:]))  # more context, more bytes
+    assert run.tpot_seconds == pytest.approx(sum(run.step_seconds) / G)
+    assert run.e2e_seconds == pytest.approx(run.ttft_seconds + sum(run.step_seconds))
+    assert run.tokens_per_second == pytest.approx(G / sum(run.step_seconds))
+    # a step analysed on its own at the middle context costs what the interpolation says
+    middle = P + 63
+    assert run.decode(middle).roofline.total.seconds == pytest.approx(run.step_seconds[63], rel=1e-9)
+
+
+def test_max_batch_by_hand(run) -> None:  # type: ignore[no-untyped-def]
+    # (80e9 - 13,476,831,232 weight bytes) // (524,288 x 2,176 bytes per sequence)
+    # = 66,523,168,768 // 1,140,850,688 = 58
+    assert run.max_batch == 58
+
+
+def test_gqa_quarters_the_kv_cache_and_the_kv_projections() -> None:
+    # 8 KV heads of 32: k and v project to 8 x 128 = 1024, a quarter of 4096
+    mha = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2)
+    gqa = llm(llama_2_7b(kv_heads=8, layers=2), hardware="a100-80gb", prompt=64, gen=2)
+    assert gqa.memory.kv_bytes_per_token * 4 == mha.memory.kv_bytes_per_token == 2 * 2 * D * 2
+
+    def macs(run, name):  # type: ignore[no-untyped-def]
+        return next(r.cost.macs for r in run.decode_first.records if r.module.endswith(name))
+
+    assert macs(gqa, "layers.0.self_attn.k_proj") * 4 == macs(mha, "layers.0.self_attn.k_proj") == D * D
+    assert macs(gqa, "layers.0.self_attn.q_proj") == macs(mha, "layers.0.self_attn.q_proj")
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(Exception, match="prompt=0 must be a whole number >= 1"):
+        llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=0, gen=1)
+    with pytest.raises(Exception, match="precision 'int8'"):
+        llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=8, gen=1, precision="int8")
