@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rooflens.llm import CONFIGS, build_model
 from rooflens.llm.run import llm
 
 transformers = pytest.importorskip("transformers")
@@ -110,6 +111,14 @@ def test_gqa_quarters_the_kv_cache_and_the_kv_projections() -> None:
 
     assert macs(gqa, "layers.0.self_attn.k_proj") * 4 == macs(mha, "layers.0.self_attn.k_proj") == D * D
     assert macs(gqa, "layers.0.self_attn.q_proj") == macs(mha, "layers.0.self_attn.q_proj")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_shipped_config_runs_both_phases(config: str) -> None:
+    run = llm(build_model(config, layers=2), hardware="a100-80gb", prompt=32, gen=2, name=config)
+    for report in (run.prefill, run.decode_first, run.decode_last):
+        assert report.unsupported_ops() == {} and report.total().macs > 0
+    assert run.memory.kv_bytes_per_token > 0 and run.ttft_seconds > 0 and run.tpot_seconds > 0
 
 
 def test_bad_input_is_named() -> None:

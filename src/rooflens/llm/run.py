@@ -33,7 +33,7 @@ import torch
 
 from rooflens.api import analyze
 from rooflens.capture.harness import analysis_device
-from rooflens.errors import InputError
+from rooflens.errors import InputError, ModelError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.llm.configs import build_model
@@ -186,6 +186,10 @@ def llm(
         _check_affine(first, last, _decode(model, label, spec, prec, batch, middle), prompt, last_context, middle)
     steps = _step_seconds(first, last, spec, prec, prompt, last_context)
     memory = _memory(model, first, spec, batch, prompt + gen, prec)
+    if any(r.op == "aten._grouped_mm" for r in first.records):
+        notes.append("mixture of experts: the routed tokens' MACs are counted as routed (top-k), but the grouped "
+                     "expert product reads every expert's weights, also in a decode step that touches only some "
+                     "(an upper bound on its bytes at small batch; the expected-experts assumption comes later)")
     notes.append("times are roofline times of the operators the eager transformers code runs, each at the roof "
                  "of its intensity: a lower bound for eager PyTorch on the device (a fused serving engine moves "
                  "fewer bytes in the element-wise operators); KV cache as a serving engine keeps it (allocated "
@@ -208,6 +212,7 @@ def _prefill(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precis
     config: Any = model.config
     inputs: dict[str, Any] = {
         "input_ids": torch.zeros(batch, prompt, dtype=torch.long, device="meta"),
+        "position_ids": torch.arange(prompt, device="meta").expand(batch, prompt),
         "past_key_values": DynamicCache(config=config),
         "use_cache": True,
     }
@@ -224,26 +229,47 @@ def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch
     config: Any = model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = text.num_attention_heads
-    kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     dtype = next(model.parameters()).dtype
     cache: Any = StaticCache(config=config, max_cache_len=tokens)
-    cache.early_initialization(batch, kv_heads, head_dim, dtype, torch.device("meta"))
+    cache.early_initialization(batch, _kv_heads(text), head_dim, dtype, torch.device("meta"))
     for layer in cache.layers:
         layer.device = device
     return cache
+
+
+def _kv_heads(text: Any) -> int:
+    """Key/value heads per layer: GQA's ``num_key_value_heads``; Falcon's ``num_kv_heads`` (its new decoder
+    architecture) or one head (``multi_query``); else one per attention head."""
+    heads: int = text.num_attention_heads
+    if getattr(text, "num_key_value_heads", None):
+        return int(text.num_key_value_heads)
+    if getattr(text, "model_type", "") == "falcon" and not getattr(text, "new_decoder_architecture", False):
+        return 1 if getattr(text, "multi_query", False) else heads
+    return int(getattr(text, "num_kv_heads", None) or heads)
 
 
 def _decode(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precision, batch: int,
             context: int) -> Report:
     ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     device = analysis_device(model, [ids])
+    position = torch.arange(context, context + 1, device="meta")
     inputs = {
         "input_ids": ids,
+        "position_ids": position.expand(batch, 1),  # given: models that derive them read the cache's length
         "past_key_values": _static_cache(model, batch, context + 1, device),
-        "cache_position": torch.arange(context, context + 1, device="meta"),
+        "cache_position": position,
         "use_cache": True,
     }
+    try:
+        return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} decode@{context}")
+    except ModelError as e:
+        if "depends on tensor values" not in str(e):
+            raise
+    # A model that sizes its masks from the cache's length (a tensor in a StaticCache: OPT) takes it from an
+    # all-ones attention mask instead
+    inputs["attention_mask"] = torch.ones(batch, context + 1, dtype=torch.long, device="meta")
+    inputs["past_key_values"] = _static_cache(model, batch, context + 1, device)
     return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} decode@{context}")
 
 
