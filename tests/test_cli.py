@@ -251,7 +251,7 @@ def test_roofline_json_and_precision(capsys, model_file):
                          "--precision", "int8", "-f", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8}
+    assert data["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8, "kv_bits": None}
     assert data["roofline"]["peak_flops_per_s"] == 153.4e12
     # int8: the conv reads its 1x3x32x32 input at 1 byte per element
     conv = next(op for op in data["operators"] if op["op"] == "aten.convolution")
@@ -264,7 +264,7 @@ def test_roofline_bits_flags(capsys, model_file):
                          "--bandwidth", "448G", "--weight-bits", "4", "--act-bits", "16", "-f", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["precision"] == {"compute": "fp32", "weight_bits": 4, "act_bits": 16}
+    assert data["precision"] == {"compute": "fp32", "weight_bits": 4, "act_bits": 16, "kv_bits": None}
     assert data["roofline"]["ridge_point"] == pytest.approx(42.857, abs=1e-3)
     assert data["roofline"]["hardware"]["kind"] == "custom"
 
@@ -537,7 +537,7 @@ def test_precision_is_the_compute_precision_in_every_command(capsys, model_file)
     assert data["weights_bytes"] == NET_PARAMS // 2 and data["inputs_bytes"] == 3 * 32 * 32  # 4-bit weights, 8-bit rest
     code, out, err = run(capsys, "profile", *base, "--precision", "int8")
     assert code == 0, err
-    assert json.loads(out)["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8}
+    assert json.loads(out)["precision"] == {"compute": "int8", "weight_bits": 8, "act_bits": 8, "kv_bits": None}
 
 
 def test_mixed_precision_training(capsys, model_file):

@@ -51,4 +51,4 @@ def test_llm_table_golden(golden: Callable[[str, str], None]) -> None:
     with torch.device("meta"):
         model = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float16)
     runs = [llm(model.eval(), hardware="a100-80gb", prompt=64, gen=8, batch=b, name="tiny-llama") for b in (1, 4)]
-    golden("llm_tiny.txt", RENDERERS["table"](llm_document(runs), 120))
+    golden("llm_tiny.txt", RENDERERS["table"](llm_document(runs), 140))

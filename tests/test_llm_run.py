@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rooflens.llm import CONFIGS, build_model
-from rooflens.llm.run import llm
+from rooflens.llm.run import llm, phase_bytes
 
 transformers = pytest.importorskip("transformers")
 
@@ -92,6 +92,42 @@ def test_generation_sums_the_steps_exactly(run) -> None:  # type: ignore[no-unty
     # a step analysed on its own at the middle context costs what the interpolation says
     middle = P + 63
     assert run.decode(middle).roofline.total.seconds == pytest.approx(run.step_seconds[63], rel=1e-9)
+
+
+def test_bytes_by_what_they_are(run) -> None:  # type: ignore[no-untyped-def]
+    decode = phase_bytes(run.decode_first)
+    # KV read: K and V of the 2048 cached tokens and the new one, 32 layers, 4096 wide, 2 bytes:
+    # 2 x 32 x 4096 x 2049 x 2 = 1,074,266,112; plus the cache's 8-byte length counter, read by 33 additions
+    assert decode["kv_bytes_read"] == 2 * LAYERS * D * (P + 1) * 2 + 33 * 8
+    # KV written: one token's K and V per layer, 2 x 32 x 4096 x 2 = 524,288; plus 32 counter updates of 8 bytes
+    assert decode["kv_bytes_written"] == 2 * LAYERS * D * 2 + 32 * 8
+    # weights: every linear weight once at 2 bytes (6,607,077,376 x 2 = 13,214,154,752; the LM head included),
+    # the 65 norm weights (65 x 8,192), the one embedding row the token looks up (8,192); then a few hundred
+    # bytes of indices and the rotary embedding's inverse frequencies
+    weights = (LAYER_MACS * LAYERS + HEAD_MACS) * 2 + 65 * D * 2 + D * 2
+    assert weights <= decode["weight_bytes_read"] <= weights + 300
+    total = run.decode_first.total()
+    assert sum(decode.values()) == total.bytes_read + total.bytes_written
+    # the prefill reads no cache; what its k/v projections leave in the cache is its KV written: 2048 tokens
+    prefill = phase_bytes(run.prefill, cache_kept_bytes=run.memory.kv_bytes_prompt)
+    assert prefill["kv_bytes_read"] == 0
+    assert prefill["kv_bytes_written"] == run.memory.kv_bytes_prompt == 1_073_741_824
+
+
+def test_weight_only_and_kv_quantization_by_hand() -> None:
+    # 2 layers: embeddings 131,072,000 + 2 x (202,375,168 + 2 x 4096) + 4096 + LM head 131,072,000 = 666,914,816
+    run = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2, weight_bits=4, kv_bits=8)
+    assert run.memory.weight_bytes == 666_914_816 // 2  # 4 bits a weight (group-wise scales not counted)
+    assert run.memory.kv_bytes_per_token == 2 * 2 * D * 1  # K and V, 2 layers, 4096, 1 byte
+    decode = phase_bytes(run.decode_first)
+    # 65 cached + new tokens at 1 byte: 2 x 2 x 4096 x 65 = 1,064,960; the 3 counter reads stay int64
+    assert decode["kv_bytes_read"] == 2 * 2 * D * 65 + 3 * 8
+    # the linear weights at half a byte: (2 x 202,375,168 + 131,072,000) / 2 = 267,911,168; norms 5 x 2,048;
+    # the embedding row 2,048
+    weights = (2 * LAYER_MACS + HEAD_MACS) // 2 + 5 * D // 2 + D // 2
+    assert weights <= decode["weight_bytes_read"] <= weights + 300
+    assert run.decode_first.total().macs == llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64,
+                                                 gen=2).decode_first.total().macs  # compute unchanged
 
 
 def test_max_batch_by_hand(run) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ def analyze(
     precision: Precision | str | None = None,
     weight_bits: int | None = None,
     act_bits: int | None = None,
+    kv_bits: int | None = None,
     backward: bool = False,
     measure: bool = False,
     value_checks: str = "assume",
@@ -53,6 +54,8 @@ def analyze(
     per element). Default: the precision of ``dtype`` or of the model's parameters, widths as built.
     ``weight_bits`` / ``act_bits``: bits per element in memory of floating-point parameters and buffers /
     of the other floating-point tensors, overriding ``precision`` (e.g. 4-bit weights, 16-bit activations).
+    ``kv_bits``: bits per element of the key/value cache an input carries (a ``transformers`` cache object;
+    its tensors are recorded with kind ``cache``; default: as activations).
     ``backward``: also count the backward pass of ``loss = sum of the outputs`` (gradients for the
     parameters that require grad), from the real backward operators; records carry ``phase``.
     ``measure``: also time real forward passes on the model's device (10 warm-up calls, the median of
@@ -72,8 +75,8 @@ def analyze(
     with isolated():
         return _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
                         convention=convention, name=name, hardware=hardware, precision=precision,
-                        weight_bits=weight_bits, act_bits=act_bits, backward=backward, measure=measure,
-                        value_checks=value_checks)
+                        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, backward=backward,
+                        measure=measure, value_checks=value_checks)
 
 
 def _analyze(
@@ -89,6 +92,7 @@ def _analyze(
     precision: Precision | str | None,
     weight_bits: int | None,
     act_bits: int | None,
+    kv_bits: int | None,
     backward: bool,
     measure: bool,
     value_checks: str,
@@ -101,7 +105,8 @@ def _analyze(
     compute = Precision.parse(precision) if precision is not None else _model_precision(model, dt)
     default_bits = compute.bits if precision is not None else None
     widths = Widths(
-        parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits
+        parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits,
+        parse_bits(kv_bits, "kv_bits"),
     )
     in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or dt or torch.float32
     args, kwargs = model_inputs(inputs, input_size, in_dtype)
@@ -131,6 +136,7 @@ def _analyze(
         precision=compute,
         weight_bits=widths.weight_bits,
         act_bits=widths.act_bits,
+        kv_bits=widths.cache_bits,
         hardware=spec,
         backward=bool(backward),
         measurement=measurement,

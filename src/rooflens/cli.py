@@ -423,6 +423,9 @@ def _add_llm(sub: Any) -> None:
     p.add_argument("--batch", "-b", type=batch_sizes, default=[1], metavar="1,8,32", help="batch sizes (default 1)")
     p.add_argument("--precision", "-p", choices=("fp32", "fp16", "bf16"), default="fp16",
                    help="weights, activations and KV cache dtype, and the device's peak (default fp16)")
+    p.add_argument("--weight-bits", type=_bits, default=None, metavar="BITS",
+                   help="weights in memory at this many bits, compute at --precision (W8A16: 8, W4A16: 4)")
+    p.add_argument("--kv-bits", type=_bits, default=None, metavar="BITS", help="the KV cache at this many bits")
     p.add_argument("--all-logits", action="store_true",
                    help="the LM head on every prompt token in the prefill (default: the last, as generation does)")
     p.set_defaults(func=cmd_llm)
@@ -668,7 +671,8 @@ def cmd_llm(args: argparse.Namespace) -> Document:
     if ":" in source and not source.startswith("hf:"):
         source, _, _ = load_model(source, meta=True)
     runs = [llm(source, hardware=specs[0], prompt=args.prompt, gen=args.gen, batch=b, precision=args.precision,
-                all_logits=args.all_logits, name=args.model.rpartition(":")[2]) for b in args.batch]
+                weight_bits=args.weight_bits, kv_bits=args.kv_bits, all_logits=args.all_logits,
+                name=args.model.rpartition(":")[2]) for b in args.batch]
     return llm_document(runs, _byte_unit(args))
 
 

@@ -23,10 +23,12 @@ class Convention(str, enum.Enum):
 
 
 class TensorKind(str, enum.Enum):
-    """What a tensor seen by an operator is: a model parameter, a buffer, or an activation."""
+    """What a tensor seen by an operator is: a model parameter, a buffer, a key/value cache an input carries
+    (a ``transformers`` cache object's tensors), or an activation."""
 
     PARAMETER = "parameter"
     BUFFER = "buffer"
+    CACHE = "cache"
     ACTIVATION = "activation"
 
 
@@ -83,14 +85,18 @@ ZERO = Cost()
 class Widths:
     """Bits per element in memory of floating-point tensors, by role; None keeps each dtype's own width.
 
-    ``weight_bits`` applies to parameters and buffers, ``act_bits`` to every other floating-point tensor
-    (inputs, activations, outputs). Integer and boolean tensors (indices, masks) keep their width.
+    ``weight_bits`` applies to parameters and buffers, ``cache_bits`` to key/value cache tensors (``act_bits``
+    when it is None), ``act_bits`` to every other floating-point tensor (inputs, activations, outputs).
+    Integer and boolean tensors (indices, masks) keep their width.
     """
 
     weight_bits: int | None = None
     act_bits: int | None = None
+    cache_bits: int | None = None
 
     def bits_for(self, kind: TensorKind) -> int | None:
+        if kind is TensorKind.CACHE:
+            return self.cache_bits if self.cache_bits is not None else self.act_bits
         return self.act_bits if kind is TensorKind.ACTIVATION else self.weight_bits
 
 

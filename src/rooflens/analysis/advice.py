@@ -625,7 +625,7 @@ def batch_to_ridge(ctx: _Context) -> list[Finding]:
         return []
     records = ctx.records
     flops = [r.cost.flops for r in records]
-    weights = [min(r.cost.bytes, sum(t.nbytes for t in r.inputs if t.kind is not TensorKind.ACTIVATION))
+    weights = [min(r.cost.bytes, sum(t.nbytes for t in r.inputs if t.kind in (TensorKind.PARAMETER, TensorKind.BUFFER)))
                for r in records]
     acts = [r.cost.bytes - w for r, w in zip(records, weights)]
     f, w, a = sum(flops), sum(weights), sum(acts)

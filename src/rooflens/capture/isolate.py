@@ -55,9 +55,12 @@ class Copier:
         self.names: dict[tuple[int, int], str] = {}  # (id(parent copy), id(child copy)) -> the child's name
         self._originals: list[Any] = []  # keeps originals alive for the memo's ids
         self.alive: list[Any] = []  # copies only weak references point at: the run must keep them
+        self._in_cache = 0  # > 0 while the attributes of a key/value cache object are converted
 
     # -- tensors
     def tensor(self, t: torch.Tensor, kind: TensorKind = TensorKind.ACTIVATION) -> torch.Tensor:
+        if kind is TensorKind.ACTIVATION and self._in_cache:
+            kind = TensorKind.CACHE
         known = self.memo.get(id(t))
         if known is None:
             original_base = t._base
@@ -263,14 +266,25 @@ class Copier:
         for name in _slots(type(value)):
             if hasattr(value, name):
                 attributes[name] = getattr(value, name)
-        for key, item in attributes.items():
-            converted = self.value(item)
-            if converted is not item:
-                try:
-                    object.__setattr__(new, key, converted)
-                except (AttributeError, TypeError):  # frozen dataclasses of exotic kinds
-                    vars(new)[key] = converted
+        cache = is_kv_cache(value)
+        self._in_cache += cache
+        try:
+            for key, item in attributes.items():
+                converted = self.value(item)
+                if converted is not item:
+                    try:
+                        object.__setattr__(new, key, converted)
+                    except (AttributeError, TypeError):  # frozen dataclasses of exotic kinds
+                        vars(new)[key] = converted
+        finally:
+            self._in_cache -= cache
         return new
+
+
+def is_kv_cache(value: Any) -> bool:
+    """A ``transformers`` key/value cache or one of its layers (classes of ``transformers.cache_utils``):
+    the tensors it holds are the KV cache (:attr:`TensorKind.CACHE`)."""
+    return any(klass.__module__.startswith("transformers.cache_utils") for klass in type(value).__mro__)
 
 
 def _same_items(new: dict[str, Any] | None, old: dict[str, Any] | None) -> bool:

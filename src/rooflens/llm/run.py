@@ -38,7 +38,7 @@ from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.llm.configs import build_model
 from rooflens.report.report import Report
-from rooflens.types import OpRecord
+from rooflens.types import OpRecord, TensorKind
 
 _DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
 
@@ -52,6 +52,7 @@ class LLMMemory:
     kv_bytes_per_token: int  # one sequence, all layers, below any sliding window
     kv_bytes: int  # batch x (prompt + gen) tokens
     device_bytes: int | None
+    kv_bytes_prompt: int = 0  # batch x prompt tokens: what the prefill leaves in the cache
 
     @property
     def total_bytes(self) -> int:
@@ -63,7 +64,7 @@ class LLMMemory:
 
     def as_dict(self) -> dict[str, Any]:
         return {"weight_bytes": self.weight_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
-                "kv_bytes": self.kv_bytes, "total_bytes": self.total_bytes, "device_bytes": self.device_bytes,
+                "kv_bytes_prompt": self.kv_bytes_prompt, "kv_bytes": self.kv_bytes, "total_bytes": self.total_bytes, "device_bytes": self.device_bytes,
                 "fits": self.fits, "activations": "not included"}
 
 
@@ -71,10 +72,7 @@ class LLMMemory:
 class LLMRun:
     """One generation: ``batch`` sequences, ``prompt`` tokens in, ``gen`` tokens out, on ``hardware``."""
 
-    model: torch.nn.Module = field(repr=False)
-    name: str
-    hardware: HardwareSpec
-    precision: Precision
+    setup: _Setup = field(repr=False)
     batch: int
     prompt: int
     gen: int
@@ -118,34 +116,94 @@ class LLMRun:
         per_sequence = self.memory.kv_bytes_per_token * (self.prompt + self.gen)
         return max(0, (self.hardware.memory_bytes - self.memory.weight_bytes) // per_sequence)
 
+    @property
+    def name(self) -> str:
+        return self.setup.name
+
+    @property
+    def hardware(self) -> HardwareSpec:
+        return self.setup.spec
+
+    @property
+    def precision(self) -> Precision:
+        return self.setup.precision
+
     def decode(self, context: int) -> Report:
         """A Report of one decode step against a cache of ``context`` tokens (analysed now)."""
-        return _decode(self.model, self.name, self.hardware, self.precision, self.batch, context)
+        return _decode(self.setup, self.batch, context)
 
     def sweep(self, batch: Sequence[int]) -> list[LLMRun]:
         """The same generation at each batch size (latency against throughput)."""
-        return [llm(self.model, hardware=self.hardware, prompt=self.prompt, gen=self.gen, batch=b,
-                    precision=self.precision, all_logits=self.all_logits, name=self.name) for b in batch]
+        s = self.setup
+        return [llm(s.model, hardware=s.spec, prompt=self.prompt, gen=self.gen, batch=b, precision=s.precision,
+                    weight_bits=s.weight_bits, kv_bits=s.kv_bits, all_logits=self.all_logits, name=s.name)
+                for b in batch]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.name, "hardware": self.hardware.id, "precision": self.precision.value,
+            "weight_bits": self.setup.weight_bits, "kv_bits": self.setup.kv_bits,
             "batch": self.batch, "prompt": self.prompt, "gen": self.gen,
             "ttft_seconds": self.ttft_seconds, "tpot_seconds": self.tpot_seconds, "e2e_seconds": self.e2e_seconds,
             "tokens_per_second": self.tokens_per_second, "max_batch": self.max_batch,
             "memory": self.memory.as_dict(),
-            "prefill": _phase(self.prefill), "decode_first": _phase(self.decode_first),
+            "prefill": _phase(self.prefill, self.memory.kv_bytes_prompt), "decode_first": _phase(self.decode_first),
             "decode_last": _phase(self.decode_last), "notes": list(self.notes),
             "time": "roofline (a lower bound on this device)",
         }
 
 
-def _phase(report: Report) -> dict[str, Any]:
+def _phase(report: Report, cache_kept_bytes: int = 0) -> dict[str, Any]:
     total = report.total()
     timing = report.roofline.total
     return {"macs": total.macs, "flops": total.flops, "bytes_read": total.bytes_read,
-            "bytes_written": total.bytes_written, "roofline_seconds": timing.seconds,
+            "bytes_written": total.bytes_written, **phase_bytes(report, cache_kept_bytes=cache_kept_bytes),
+            "roofline_seconds": timing.seconds, "bound": timing.bound.value,
             "memory_bound_share": timing.memory_bound_share, "intensity": total.intensity}
+
+
+_WEIGHTS = (TensorKind.PARAMETER, TensorKind.BUFFER)
+
+
+def phase_bytes(report: Report, *, cache_kept_bytes: int = 0) -> dict[str, int]:
+    """The phase's bytes by what they are: weights (and buffers) read, KV cache read, KV cache written, and
+    activations (everything else, read and written). Per operator: its read bytes go to the weights up to the
+    size of its weight operands, then to the cache up to the size of its cache operands (an operator that
+    writes the cache, ``index_copy_``, reads only what it copies in); its written bytes are KV cache writes
+    when its output is the cache. ``cache_kept_bytes``: keys and values the phase's projections wrote that
+    the cache keeps as they are (the prefill's, in a ``DynamicCache``): moved from activations to KV written."""
+    weights = kv_read = kv_written = activations = 0
+    for r in report.records:
+        read = r.cost.bytes_read
+        w = min(read, sum(t.nbytes for t in r.inputs if t.kind in _WEIGHTS))
+        writes_cache = any(t.kind is TensorKind.CACHE for t in r.outputs)
+        c = 0 if writes_cache else min(read - w, sum(t.nbytes for t in r.inputs if t.kind is TensorKind.CACHE))
+        weights += w
+        kv_read += c
+        activations += read - w - c
+        if writes_cache:
+            kv_written += r.cost.bytes_written
+        else:
+            activations += r.cost.bytes_written
+    kept = min(cache_kept_bytes, activations) if kv_written == 0 else 0
+    return {"weight_bytes_read": weights, "kv_bytes_read": kv_read, "kv_bytes_written": kv_written + kept,
+            "activation_bytes": activations - kept}
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every phase of one run is analysed with."""
+
+    model: torch.nn.Module
+    name: str
+    spec: HardwareSpec
+    precision: Precision
+    weight_bits: int | None
+    kv_bits: int | None
+
+    def analyze(self, inputs: dict[str, Any], phase: str) -> Report:
+        return analyze(self.model, inputs, hardware=self.spec, precision=self.precision, weight_bits=self.weight_bits,
+                       kv_bits=self.kv_bits, name=f"{self.name} {phase}")
 
 
 def llm(
@@ -156,6 +214,8 @@ def llm(
     gen: int,
     batch: int = 1,
     precision: Precision | str = Precision.FP16,
+    weight_bits: int | None = None,
+    kv_bits: int | None = None,
     all_logits: bool = False,
     name: str | None = None,
 ) -> LLMRun:
@@ -164,7 +224,10 @@ def llm(
     ``source``: a config id of :data:`rooflens.llm.configs.CONFIGS`, a ``config.json`` path, a
     ``transformers`` config, ``hf:org/name`` (local cache), or a causal-LM ``nn.Module`` (on meta).
     ``precision``: the dtype of weights, activations and cache (fp32, fp16, bf16) and the device's peak.
-    ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as generation does).
+    ``weight_bits``: weights in memory at this many bits (weight-only quantization: W8A16 is 8, W4A16 4;
+    compute stays at ``precision``; group-wise scales are not counted yet). ``kv_bits``: the KV cache at
+    this many bits. ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as
+    generation does).
     """
     for value, what in ((prompt, "prompt"), (gen, "gen"), (batch, "batch")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -172,20 +235,20 @@ def llm(
     spec = get_hardware(hardware)
     prec = Precision.parse(precision)
     if prec not in _DTYPES:
-        raise InputError(f"precision {prec.value!r}: LLM runs take fp32, fp16 or bf16 weights (quantized formats "
-                         "come later)")
+        raise InputError(f"precision {prec.value!r}: LLM runs compute in fp32, fp16 or bf16 (weight-only "
+                         "quantization: weight_bits=8 or 4; int8 compute comes later)")
     model = build_model(source, dtype=_DTYPES[prec])
-    label = name or _model_name(source, model)
-    prefill = _prefill(model, label, spec, prec, batch, prompt, all_logits)
-    first = _decode(model, label, spec, prec, batch, prompt)
+    setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits)
+    prefill = _prefill(setup, batch, prompt, all_logits)
+    first = _decode(setup, batch, prompt)
     last_context = prompt + gen - 1
-    last = first if gen == 1 else _decode(model, label, spec, prec, batch, last_context)
+    last = first if gen == 1 else _decode(setup, batch, last_context)
     notes: list[str] = []
     if gen > 2:
         middle = prompt + (gen - 1) // 2
-        _check_affine(first, last, _decode(model, label, spec, prec, batch, middle), prompt, last_context, middle)
-    steps = _step_seconds(first, last, spec, prec, prompt, last_context)
-    memory = _memory(model, first, spec, batch, prompt + gen, prec)
+        _check_affine(first, last, _decode(setup, batch, middle), prompt, last_context, middle)
+    steps = _step_seconds(first, last, prompt, last_context)
+    memory = _memory(model, first, spec, batch, prompt, prompt + gen, kv_bits)
     if any(r.op == "aten._grouped_mm" for r in first.records):
         notes.append("mixture of experts: the routed tokens' MACs are counted as routed (top-k), but the grouped "
                      "expert product reads every expert's weights, also in a decode step that touches only some "
@@ -194,8 +257,7 @@ def llm(
                  "of its intensity: a lower bound for eager PyTorch on the device (a fused serving engine moves "
                  "fewer bytes in the element-wise operators); KV cache as a serving engine keeps it (allocated "
                  "once, one token written per step)")
-    return LLMRun(model, label, spec, prec, batch, prompt, gen, prefill, first, last, steps, memory, all_logits,
-                  tuple(notes))
+    return LLMRun(setup, batch, prompt, gen, prefill, first, last, steps, memory, all_logits, tuple(notes))
 
 
 def _model_name(source: Any, model: torch.nn.Module) -> str:
@@ -205,11 +267,10 @@ def _model_name(source: Any, model: torch.nn.Module) -> str:
     return str(getattr(config, "name_or_path", "") or type(model).__name__)
 
 
-def _prefill(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precision, batch: int, prompt: int,
-             all_logits: bool) -> Report:
+def _prefill(setup: _Setup, batch: int, prompt: int, all_logits: bool) -> Report:
     from transformers import DynamicCache
 
-    config: Any = model.config
+    config: Any = setup.model.config
     inputs: dict[str, Any] = {
         "input_ids": torch.zeros(batch, prompt, dtype=torch.long, device="meta"),
         "position_ids": torch.arange(prompt, device="meta").expand(batch, prompt),
@@ -218,7 +279,7 @@ def _prefill(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precis
     }
     if not all_logits:
         inputs["logits_to_keep"] = 1
-    return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} prefill")
+    return setup.analyze(inputs, "prefill")
 
 
 def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch.device) -> Any:
@@ -249,28 +310,27 @@ def _kv_heads(text: Any) -> int:
     return int(getattr(text, "num_kv_heads", None) or heads)
 
 
-def _decode(model: torch.nn.Module, name: str, spec: HardwareSpec, prec: Precision, batch: int,
-            context: int) -> Report:
+def _decode(setup: _Setup, batch: int, context: int) -> Report:
     ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
-    device = analysis_device(model, [ids])
+    device = analysis_device(setup.model, [ids])
     position = torch.arange(context, context + 1, device="meta")
     inputs = {
         "input_ids": ids,
         "position_ids": position.expand(batch, 1),  # given: models that derive them read the cache's length
-        "past_key_values": _static_cache(model, batch, context + 1, device),
+        "past_key_values": _static_cache(setup.model, batch, context + 1, device),
         "cache_position": position,
         "use_cache": True,
     }
     try:
-        return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} decode@{context}")
+        return setup.analyze(inputs, f"decode@{context}")
     except ModelError as e:
         if "depends on tensor values" not in str(e):
             raise
     # A model that sizes its masks from the cache's length (a tensor in a StaticCache: OPT) takes it from an
     # all-ones attention mask instead
     inputs["attention_mask"] = torch.ones(batch, context + 1, dtype=torch.long, device="meta")
-    inputs["past_key_values"] = _static_cache(model, batch, context + 1, device)
-    return analyze(model, inputs, hardware=spec, precision=prec, name=f"{name} decode@{context}")
+    inputs["past_key_values"] = _static_cache(setup.model, batch, context + 1, device)
+    return setup.analyze(inputs, f"decode@{context}")
 
 
 def _signature(r: OpRecord) -> tuple[str, str]:
@@ -297,8 +357,7 @@ def _work(r: OpRecord) -> tuple[int, int, int]:
     return r.cost.flops, r.cost.bytes_read, r.cost.bytes_written
 
 
-def _step_seconds(first: Report, last: Report, spec: HardwareSpec, prec: Precision, lo: int,
-                  hi: int) -> tuple[float, ...]:
+def _step_seconds(first: Report, last: Report, lo: int, hi: int) -> tuple[float, ...]:
     """The roofline time of every decode step from context ``lo`` to ``hi``: each operator's FLOPs and
     bytes interpolated between the two analysed steps, timed at the roof, summed."""
     roof = first.roofline
@@ -315,15 +374,21 @@ def _step_seconds(first: Report, last: Report, spec: HardwareSpec, prec: Precisi
     return tuple(steps)
 
 
-def _memory(model: torch.nn.Module, decode: Report, spec: HardwareSpec, batch: int, tokens: int,
-            prec: Precision) -> LLMMemory:
-    """Weights at their width; the KV cache measured on cache objects of one sequence (1 and ``tokens``
-    positions: sliding-window layers stop growing at their window)."""
-    per_token = _cache_bytes(model, 1, 1)
-    at_end = _cache_bytes(model, batch, tokens)
-    return LLMMemory(decode.weight_bytes, per_token, at_end, spec.memory_bytes)
+def _memory(model: torch.nn.Module, decode: Report, spec: HardwareSpec, batch: int, prompt: int, tokens: int,
+            kv_bits: int | None) -> LLMMemory:
+    """Weights at their width; the KV cache measured on cache objects (1 token of one sequence, the prompt
+    and the whole generation of the batch: sliding-window layers stop growing at their window), at
+    ``kv_bits`` per element when given."""
+
+    def kv(batch_size: int, positions: int) -> int:
+        return _cache_bytes(model, batch_size, positions, kv_bits)
+
+    return LLMMemory(decode.weight_bytes, kv(1, 1), kv(batch, tokens), spec.memory_bytes, kv(batch, prompt))
 
 
-def _cache_bytes(model: torch.nn.Module, batch: int, tokens: int) -> int:
+def _cache_bytes(model: torch.nn.Module, batch: int, tokens: int, bits: int | None) -> int:
     cache = _static_cache(model, batch, tokens, torch.device("meta"))
-    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values) if t is not None)
+    tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+    if bits is None:
+        return sum(t.nbytes for t in tensors)
+    return sum((t.numel() * bits + 7) // 8 for t in tensors)

@@ -49,9 +49,10 @@ class RunLike(Protocol):
 
 
 SUMMARY = ("Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Fits")
-PHASES = ("Phase", "Context", "MACs", "Read", "Written", "FLOP/B", "Roofline", "Memory-bound", "Bound")
+PHASES = ("Phase", "Context", "MACs", "Weights", "KV read", "KV written", "Activations", "FLOP/B", "Roofline",
+          "Memory-bound", "Bound")
 NUMERIC = frozenset({"Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Context",
-                     "MACs", "Read", "Written", "FLOP/B", "Roofline", "Memory-bound"})
+                     "MACs", "KV read", "KV written", "Activations", "FLOP/B", "Roofline", "Memory-bound"})
 
 
 def _summary_row(run: RunLike, unit: ByteUnit) -> list[str]:
@@ -62,11 +63,13 @@ def _summary_row(run: RunLike, unit: ByteUnit) -> list[str]:
             bytes3(mem.kv_bytes, unit), bytes3(mem.total_bytes, unit), fits]
 
 
-def _phase_row(phase: str, context: int, report: Report, unit: ByteUnit) -> list[str]:
-    total, timing = report.total(), report.roofline.total
-    return [phase, str(context), si3(total.macs), bytes3(total.bytes_read, unit), bytes3(total.bytes_written, unit),
-            intensity_text(total.intensity), seconds_text(timing.seconds), f"{100 * timing.memory_bound_share:.0f}%",
-            timing.bound.value]
+def _phase_row(phase: str, context: int, data: dict[str, Any], unit: ByteUnit) -> list[str]:
+    """One phase from its JSON (``LLMRun.as_dict()``): the bytes by what they are, the roofline time."""
+    return [phase, str(context), si3(data["macs"]), bytes3(data["weight_bytes_read"], unit),
+            bytes3(data["kv_bytes_read"], unit), bytes3(data["kv_bytes_written"], unit),
+            bytes3(data["activation_bytes"], unit), intensity_text(data["intensity"]),
+            seconds_text(data["roofline_seconds"]), f"{100 * data['memory_bound_share']:.0f}%",
+            data["bound"]]
 
 
 def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> Document:
@@ -75,13 +78,17 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
     first = runs[0]
     hw = first.prefill.hardware
     assert hw is not None
+    data = first.as_dict()
+    bits = "".join(f", {what} {data[key]}-bit" for what, key in (("weights", "weight_bits"), ("KV cache", "kv_bits"))
+                   if data.get(key))
     title = (f"{first.name} on {hw.id}: prompt {first.prompt}, {first.gen} generated tokens, "
-             f"{first.prefill.precision.value} (roofline times)")
-    phases = [row for run in runs for row in (
-        [f"prefill (batch {run.batch})", *_phase_row("", run.prompt, run.prefill, unit)[1:]],
-        [f"decode (batch {run.batch})", *_phase_row("", run.prompt, run.decode_first, unit)[1:]],
-        [f"decode (batch {run.batch})", *_phase_row("", run.prompt + run.gen - 1, run.decode_last, unit)[1:]],
-    )]
+             f"{first.prefill.precision.value} compute{bits} (roofline times)")
+    phases = []
+    for run in runs:
+        data = run.as_dict()
+        phases += [_phase_row(f"prefill (batch {run.batch})", run.prompt, data["prefill"], unit),
+                   _phase_row(f"decode (batch {run.batch})", run.prompt, data["decode_first"], unit),
+                   _phase_row(f"decode (batch {run.batch})", run.prompt + run.gen - 1, data["decode_last"], unit)]
     largest = first.max_batch
     labels = [("Max batch", f"{largest} (weights + KV cache at {first.prompt + first.gen} tokens in "
                             f"{bytes3(hw.memory_bytes or 0, unit)}; activations not counted)" if largest is not None

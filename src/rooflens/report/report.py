@@ -68,6 +68,7 @@ class Report:
     precision: Precision = Precision.FP32  # compute precision: selects the device's peak
     weight_bits: int | None = None  # bits per element of floating-point parameters and buffers (None: dtype's)
     act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
+    kv_bits: int | None = None  # bits per element of an input's key/value cache tensors (None: as activations)
     hardware: HardwareSpec | None = None
     backward: bool = False  # the records include the backward pass (``phase == "backward"``)
     measurement: MeasurementLike | None = None  # timed real forward passes (analyze(..., measure=True))
@@ -206,7 +207,8 @@ class Report:
             "dtype": self.dtype,
             "torch_version": self.torch_version,
             "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
-            "precision": {"compute": self.precision.value, "weight_bits": self.weight_bits, "act_bits": self.act_bits},
+            "precision": {"compute": self.precision.value, "weight_bits": self.weight_bits, "act_bits": self.act_bits,
+                          "kv_bits": self.kv_bits},
             "total": {**total.as_dict(), "intensity": total.intensity},
             **(
                 {"backward": True, "total_forward": self.total("forward").as_dict(),
