@@ -81,6 +81,17 @@ def test_decode_is_memory_bound_at_one_flop_per_byte_and_prefill_compute_bound(r
     assert run.decode_first.roofline.total.seconds == pytest.approx(weights_and_kv / A100_BANDWIDTH, rel=0.05)
 
 
+def test_mfu_and_mbu_of_each_phase(run) -> None:  # type: ignore[no-untyped-def]
+    data = run.as_dict()
+    decode, prefill = data["decode_first"], data["prefill"]
+    # a decode step on the roofline: every byte at the full bandwidth (MBU 1 for memory-bound operators);
+    # its FLOPs, 2 x 7.14 G at 1 FLOP/byte, use well under 1 % of the 312 TFLOP/s peak
+    assert decode["mbu"] == pytest.approx(1.0, rel=1e-3) and decode["mfu"] < 0.01
+    # the prefill: FLOPs / (time x peak), below 1 because its memory-bound element-wise operators add time
+    assert prefill["mfu"] == pytest.approx(prefill["flops"] / prefill["roofline_seconds"] / 312e12)
+    assert 0.5 < prefill["mfu"] < 1
+
+
 def test_generation_sums_the_steps_exactly(run) -> None:  # type: ignore[no-untyped-def]
     assert len(run.step_seconds) == G
     assert run.step_seconds[0] == pytest.approx(run.decode_first.roofline.total.seconds, rel=1e-12)

@@ -154,12 +154,18 @@ class LLMRun:
 
 
 def _phase(report: Report, cache_kept_bytes: int = 0) -> dict[str, Any]:
+    """A phase's work, bytes by kind, roofline time, and its MFU / MBU at that time (achieved FLOP/s over the
+    peak, achieved bytes/s over the bandwidth: how far the phase is from each roof)."""
     total = report.total()
-    timing = report.roofline.total
+    roof = report.roofline
+    timing = roof.total
+    seconds = timing.seconds or math.inf
     return {"macs": total.macs, "flops": total.flops, "bytes_read": total.bytes_read,
             "bytes_written": total.bytes_written, **phase_bytes(report, cache_kept_bytes=cache_kept_bytes),
             "roofline_seconds": timing.seconds, "bound": timing.bound.value,
-            "memory_bound_share": timing.memory_bound_share, "intensity": total.intensity}
+            "memory_bound_share": timing.memory_bound_share, "intensity": total.intensity,
+            "mfu": total.flops / seconds / roof.peak_flops_per_s,
+            "mbu": total.bytes / seconds / roof.bandwidth_bytes_per_s}
 
 
 _WEIGHTS = (TensorKind.PARAMETER, TensorKind.BUFFER)
