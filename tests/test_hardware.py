@@ -641,3 +641,21 @@ def test_alignment_must_be_a_table(tmp_path: Path) -> None:
     text = GOOD.replace('notes = "int8 only"', 'notes = "int8 only"\nalignment = 16')
     with pytest.raises(HardwareError, match="alignment must be a table of precision = elements"):
         hw.load_file(_write(tmp_path, text))
+
+
+def test_interconnect_is_one_direction_and_round_trips() -> None:
+    from rooflens.hardware import get
+
+    # datasheets give both directions together: NVLink 3 600 GB/s (A100), NVLink 4 900 GB/s (H100 SXM)
+    assert get("a100-80gb").interconnect_bytes_per_s == 600e9 / 2
+    assert get("h100-sxm").interconnect_bytes_per_s == 900e9 / 2
+    assert get("rpi5").interconnect_bytes_per_s is None
+
+
+def test_interconnect_in_a_hardware_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rooflens.hardware import get, load_file
+
+    path = tmp_path / "dev.toml"
+    path.write_text(get("h100-sxm").to_toml())
+    (spec,) = load_file(path)
+    assert spec.interconnect_bytes_per_s == 450e9

@@ -173,3 +173,26 @@ def test_bad_input_is_named() -> None:
         llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=0, gen=1)
     with pytest.raises(Exception, match="precision 'int8'"):
         llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=8, gen=1, precision="int8")
+
+
+def test_tensor_parallel_halves_weights_and_kv_and_adds_the_all_reduces_by_hand() -> None:
+    config = transformers.LlamaConfig(hidden_size=D, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                                      num_attention_heads=32, num_key_value_heads=32, vocab_size=VOCAB)
+    one = llm(config, hardware="a100-80gb", prompt=P, gen=2)
+    two = llm(config, hardware="a100-80gb", prompt=P, gen=2, tp=2)
+    # per device: the linear layers, embedding and LM head halved, the 65 norms of 4096 replicated:
+    # (6,738,415,616 - 266,240) / 2 + 266,240 = 3,369,340,928 parameters, 2 bytes each
+    assert two.prefill.params.total == (PARAMS - 65 * D) // 2 + 65 * D == 3_369_340_928
+    assert two.memory.weight_bytes == 3_369_340_928 * 2
+    assert two.memory.kv_bytes_per_token * 2 == one.memory.kv_bytes_per_token == 524_288  # 16 of 32 KV heads
+    assert two.decode_first.total().macs * 2 == pytest.approx(one.decode_first.total().macs, rel=1e-3)
+    # all-reduces: 2 a layer + the embedding's = 65 a pass; a decode step moves one token's hidden vector,
+    # 4096 x 2 bytes = 8,192 bytes each; a ring over 2 devices sends 2 (2 - 1) / 2 = 1 x that at 300 GB/s
+    # (the A100's NVLink, one direction): 65 x 8,192 / 300e9 = 1.7749 us a step; the prefill 2048 x that
+    assert two.allreduce_step_seconds == pytest.approx(65 * 8_192 / 300e9)
+    assert two.allreduce_prefill_seconds == pytest.approx(65 * 8_192 * P / 300e9)
+    assert two.ttft_seconds == pytest.approx(two.prefill.roofline.total.seconds + 65 * 8_192 * P / 300e9)
+    with pytest.raises(Exception, match="tp=3 does not divide the model's 32 attention heads"):
+        llm(config, hardware="a100-80gb", prompt=8, gen=1, tp=3)
+    with pytest.raises(Exception, match="needs the device-to-device bandwidth of rpi5"):
+        llm(config, hardware="rpi5", prompt=8, gen=1, tp=2)

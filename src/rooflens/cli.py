@@ -426,6 +426,9 @@ def _add_llm(sub: Any) -> None:
     p.add_argument("--weight-bits", type=_bits, default=None, metavar="BITS",
                    help="weights in memory at this many bits, compute at --precision (W8A16: 8, W4A16: 4)")
     p.add_argument("--kv-bits", type=_bits, default=None, metavar="BITS", help="the KV cache at this many bits")
+    p.add_argument("--tp", type=_positive, default=1, metavar="N",
+                   help="tensor parallelism over N devices (Megatron-style split; per-device figures and the "
+                   "all-reduces over the device's interconnect)")
     p.add_argument("--all-logits", action="store_true",
                    help="the LM head on every prompt token in the prefill (default: the last, as generation does)")
     p.set_defaults(func=cmd_llm)
@@ -672,7 +675,7 @@ def cmd_llm(args: argparse.Namespace) -> Document:
         source, _, _ = load_model(source, meta=True)
     runs = [llm(source, hardware=specs[0], prompt=args.prompt, gen=args.gen, batch=b, precision=args.precision,
                 weight_bits=args.weight_bits, kv_bits=args.kv_bits, all_logits=args.all_logits,
-                name=args.model.rpartition(":")[2]) for b in args.batch]
+                name=args.model.rpartition(":")[2], tp=args.tp) for b in args.batch]
     return llm_document(runs, _byte_unit(args))
 
 

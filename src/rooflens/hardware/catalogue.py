@@ -10,6 +10,7 @@ A file holds ``[[device]]`` tables::
     memory = "16 GB"                  # optional; "16 GiB" or a number of bytes also work
     bandwidth = "448 GB/s"            # required: "unpublished" when the vendor does not publish it
     onchip = "4 MB"                   # optional: last-level cache / SRAM
+    interconnect = "300 GB/s"         # optional: device-to-device link, one direction (NVLink, PCIe)
     source = "NVIDIA RTX A4000 datasheet"
     notes = "tensor figures: datasheet sparse value / 2"
 
@@ -39,8 +40,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 UNPUBLISHED = "unpublished"
-_KEYS = frozenset({"id", "name", "vendor", "kind", "aliases", "memory", "bandwidth", "onchip", "source", "notes",
-                   "peak", "alignment", "extra"})
+_KEYS = frozenset({"id", "name", "vendor", "kind", "aliases", "memory", "bandwidth", "onchip", "interconnect",
+                   "source", "notes", "peak", "alignment", "extra"})
 _REQUIRED = ("id", "name", "vendor", "kind", "bandwidth", "source", "peak")
 
 _registry: dict[str, HardwareSpec] | None = None  # id -> spec, built-in entries first, then registered ones
@@ -75,6 +76,8 @@ def spec_from_table(table: Mapping[str, Any], *, where: str) -> HardwareSpec:
             else parse_quantity(bandwidth, "bandwidth", what=f"{here}: bandwidth"),
             memory_bytes=_bytes(table.get("memory"), f"{here}: memory"),
             onchip_bytes=_bytes(table.get("onchip"), f"{here}: onchip"),
+            interconnect_bytes_per_s=None if table.get("interconnect") is None
+            else parse_quantity(table["interconnect"], "bandwidth", what=f"{here}: interconnect"),
             source=str(table["source"]),
             notes=str(table.get("notes", "")),
             aliases=table.get("aliases", ()),

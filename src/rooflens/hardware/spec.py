@@ -165,6 +165,8 @@ class HardwareSpec:
     were derived ("datasheet sparse value / 2"). ``alignment``: per precision, the multiple of elements
     the device's matrix or vector units want channel and feature sizes to be (8 at fp16 on NVIDIA tensor
     cores, 16 fp32 lanes of AVX-512); only for precisions the device has a peak for.
+    ``interconnect_bytes_per_s``: the device-to-device link, bytes/s in one direction per device (NVLink,
+    PCIe), what a ring all-reduce across devices runs at; None when not given.
     """
 
     id: str
@@ -175,6 +177,7 @@ class HardwareSpec:
     bandwidth_bytes_per_s: float | None
     memory_bytes: int | None = None
     onchip_bytes: int | None = None
+    interconnect_bytes_per_s: float | None = None
     source: str = ""
     notes: str = ""
     aliases: tuple[str, ...] = ()
@@ -210,6 +213,8 @@ class HardwareSpec:
             _check(float(self.memory_bytes), MEMORY_BOUNDS, f"{where}: memory", "B")
         if self.onchip_bytes is not None:
             _check(float(self.onchip_bytes), ONCHIP_BOUNDS, f"{where}: on-chip memory", "B")
+        if self.interconnect_bytes_per_s is not None:
+            _check(float(self.interconnect_bytes_per_s), BANDWIDTH_BOUNDS, f"{where}: interconnect", "B/s")
         object.__setattr__(self, "alignment", _alignment(self.alignment, peaks, where))
         if isinstance(self.aliases, str) or not all(isinstance(a, str) for a in self.aliases):
             raise HardwareError(f"{where}: aliases must be a list of strings, e.g. aliases = [\"rtx-a4000\"]")
@@ -278,6 +283,8 @@ class HardwareSpec:
             "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
             "memory_bytes": self.memory_bytes,
             "onchip_bytes": self.onchip_bytes,
+            **({"interconnect_bytes_per_s": self.interconnect_bytes_per_s}
+               if self.interconnect_bytes_per_s is not None else {}),
             "source": self.source,
             "notes": self.notes,
             "aliases": list(self.aliases),
@@ -296,7 +303,8 @@ class HardwareSpec:
         if self.aliases:
             head["aliases"] = list(self.aliases)
         bandwidth = "unpublished" if self.bandwidth_bytes_per_s is None else self.bandwidth_bytes_per_s
-        for key, value in (("memory", self.memory_bytes), ("bandwidth", bandwidth), ("onchip", self.onchip_bytes)):
+        for key, value in (("memory", self.memory_bytes), ("bandwidth", bandwidth), ("onchip", self.onchip_bytes),
+                           ("interconnect", self.interconnect_bytes_per_s)):
             if value is not None:
                 head[key] = value
         head["source"] = self.source

@@ -24,6 +24,7 @@ assumptions, tensor parallelism, an efficiency-aware estimate beside the rooflin
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from rooflens.capture.harness import analysis_device
 from rooflens.errors import InputError, ModelError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
-from rooflens.llm.configs import build_model
+from rooflens.llm.configs import build_model, load_config
 from rooflens.report.report import Report
 from rooflens.types import OpRecord, TensorKind
 
@@ -83,15 +84,19 @@ class LLMRun:
     memory: LLMMemory
     all_logits: bool = False
     notes: tuple[str, ...] = ()
+    tp: int = 1  # tensor-parallel devices; the reports and the memory are one device's
+    allreduce_prefill_seconds: float = 0.0  # the prefill's all-reduces between the tp devices
+    allreduce_step_seconds: float = 0.0  # one decode step's
 
     @property
     def ttft_seconds(self) -> float:
-        """Time to the first token: the prefill (its last token's logits give the first new token)."""
-        return self.prefill.roofline.total.seconds
+        """Time to the first token: the prefill (its last token's logits give the first new token), with its
+        all-reduces under tensor parallelism (not overlapped with compute)."""
+        return self.prefill.roofline.total.seconds + self.allreduce_prefill_seconds
 
     @property
     def decode_seconds(self) -> float:
-        return math.fsum(self.step_seconds)
+        return math.fsum(self.step_seconds) + self.gen * self.allreduce_step_seconds
 
     @property
     def tpot_seconds(self) -> float:
@@ -136,13 +141,15 @@ class LLMRun:
         """The same generation at each batch size (latency against throughput)."""
         s = self.setup
         return [llm(s.model, hardware=s.spec, prompt=self.prompt, gen=self.gen, batch=b, precision=s.precision,
-                    weight_bits=s.weight_bits, kv_bits=s.kv_bits, all_logits=self.all_logits, name=s.name)
-                for b in batch]
+                    weight_bits=s.weight_bits, kv_bits=s.kv_bits, all_logits=self.all_logits, name=s.name, tp=self.tp,
+                    sharded=True) for b in batch]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.name, "hardware": self.hardware.id, "precision": self.precision.value,
-            "weight_bits": self.setup.weight_bits, "kv_bits": self.setup.kv_bits,
+            "weight_bits": self.setup.weight_bits, "kv_bits": self.setup.kv_bits, "tp": self.tp,
+            "allreduce_prefill_seconds": self.allreduce_prefill_seconds,
+            "allreduce_step_seconds": self.allreduce_step_seconds,
             "batch": self.batch, "prompt": self.prompt, "gen": self.gen,
             "ttft_seconds": self.ttft_seconds, "tpot_seconds": self.tpot_seconds, "e2e_seconds": self.e2e_seconds,
             "tokens_per_second": self.tokens_per_second, "max_batch": self.max_batch,
@@ -224,6 +231,8 @@ def llm(
     kv_bits: int | None = None,
     all_logits: bool = False,
     name: str | None = None,
+    tp: int = 1,
+    sharded: bool = False,
 ) -> LLMRun:
     """Prefill ``batch`` x ``prompt`` tokens and generate ``gen`` tokens with ``source`` on ``hardware``.
 
@@ -233,9 +242,13 @@ def llm(
     ``weight_bits``: weights in memory at this many bits (weight-only quantization: W8A16 is 8, W4A16 4;
     compute stays at ``precision``; group-wise scales are not counted yet). ``kv_bits``: the KV cache at
     this many bits. ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as
-    generation does).
+    generation does). ``tp``: tensor parallelism over this many devices, split as Megatron-LM splits a
+    decoder (attention heads, MLP columns and rows, the vocabulary of the embedding and LM head; norms
+    replicated): the reports, weights and KV cache are one device's, and each layer's two all-reduces
+    (plus the embedding's) cost ``2 (tp - 1) / tp x bytes / interconnect`` (a ring, not overlapped with
+    compute). ``sharded``: ``source`` is already one device's shard.
     """
-    for value, what in ((prompt, "prompt"), (gen, "gen"), (batch, "batch")):
+    for value, what in ((prompt, "prompt"), (gen, "gen"), (batch, "batch"), (tp, "tp")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{what}={value!r} must be a whole number >= 1")
     spec = get_hardware(hardware)
@@ -243,7 +256,10 @@ def llm(
     if prec not in _DTYPES:
         raise InputError(f"precision {prec.value!r}: LLM runs compute in fp32, fp16 or bf16 (weight-only "
                          "quantization: weight_bits=8 or 4; int8 compute comes later)")
-    model = build_model(source, dtype=_DTYPES[prec])
+    if tp > 1 and spec.interconnect_bytes_per_s is None:
+        raise InputError(f"tp={tp} needs the device-to-device bandwidth of {spec.id}: the catalogue has none for it "
+                         "(give a hardware file with interconnect = \"300 GB/s\")")
+    model = build_model(source if tp == 1 or sharded else _shard(load_config(source), tp), dtype=_DTYPES[prec])
     setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits)
     prefill = _prefill(setup, batch, prompt, all_logits)
     first = _decode(setup, batch, prompt)
@@ -263,7 +279,59 @@ def llm(
                  "of its intensity: a lower bound for eager PyTorch on the device (a fused serving engine moves "
                  "fewer bytes in the element-wise operators); KV cache as a serving engine keeps it (allocated "
                  "once, one token written per step)")
-    return LLMRun(setup, batch, prompt, gen, prefill, first, last, steps, memory, all_logits, tuple(notes))
+    prefill_comm, step_comm = (_allreduce_seconds(model, spec, tp, batch * tokens) for tokens in (prompt, 1))
+    if tp > 1:
+        notes.append(f"tensor parallel over {tp} devices: one device's share of the work and memory; "
+                     f"{_allreduces(model)} all-reduces a pass at {(spec.interconnect_bytes_per_s or 0) / 1e9:g} GB/s per "
+                     "direction (ring), not overlapped with compute")
+    return LLMRun(setup, batch, prompt, gen, prefill, first, last, steps, memory, all_logits, tuple(notes), tp,
+                  prefill_comm, step_comm)
+
+
+def _shard(config: Any, tp: int) -> Any:
+    """One device's config under Megatron-style tensor parallelism: heads, KV heads, the MLP's hidden size
+    and the vocabulary divided by ``tp``, the head size kept."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads, kv_heads = text.num_attention_heads, _kv_heads(text)
+    ffn = getattr(text, "intermediate_size", None)
+    if getattr(text, "model_type", "") not in _SHARDABLE or ffn is None:
+        raise InputError(f"tp > 1 is not supported for {getattr(text, 'model_type', '?')!r} models yet "
+                         f"(supported: {', '.join(sorted(_SHARDABLE))})")
+    for value, what in ((heads, "attention heads"), (kv_heads, "key/value heads"), (ffn, "MLP width")):
+        if value % tp:
+            raise InputError(f"tp={tp} does not divide the model's {value} {what}")
+    shard = copy.deepcopy(config)
+    part = shard.get_text_config() if hasattr(shard, "get_text_config") else shard
+    part.head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    part.num_attention_heads = heads // tp
+    part.num_key_value_heads = kv_heads // tp
+    part.intermediate_size = ffn // tp
+    part.vocab_size = -(-text.vocab_size // tp)
+    part.pad_token_id = None  # the padding row may fall in another device's share of the vocabulary
+    return shard
+
+
+_SHARDABLE = frozenset({"llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3"})
+
+
+def _allreduces(model: torch.nn.Module) -> int:
+    """All-reduces a forward pass takes under Megatron-style tensor parallelism: after the attention's output
+    projection and after the MLP of every layer, and after the vocabulary-parallel embedding."""
+    config: Any = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return 2 * int(text.num_hidden_layers) + 1
+
+
+def _allreduce_seconds(model: torch.nn.Module, spec: HardwareSpec, tp: int, tokens: int) -> float:
+    """The pass's all-reduces of ``tokens`` hidden vectors at the activations' width, as a ring:
+    ``2 (tp - 1) / tp x bytes / interconnect`` each."""
+    if tp == 1:
+        return 0.0
+    config: Any = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    nbytes = tokens * int(text.hidden_size) * next(model.parameters()).element_size()
+    assert spec.interconnect_bytes_per_s is not None
+    return _allreduces(model) * 2 * (tp - 1) / tp * nbytes / spec.interconnect_bytes_per_s
 
 
 def _model_name(source: Any, model: torch.nn.Module) -> str:

@@ -81,6 +81,7 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
     data = first.as_dict()
     bits = "".join(f", {what} {data[key]}-bit" for what, key in (("weights", "weight_bits"), ("KV cache", "kv_bits"))
                    if data.get(key))
+    bits += f", tensor parallel over {data['tp']} (per device)" if data.get("tp", 1) > 1 else ""
     title = (f"{first.name} on {hw.id}: prompt {first.prompt}, {first.gen} generated tokens, "
              f"{first.prefill.precision.value} compute{bits} (roofline times)")
     phases = []
