@@ -99,17 +99,19 @@ def test_small_conv_int8_by_hand():
     assert e.used_precision.value == "int8"
 
 
-def test_exact_convention_counts_one_add_fewer_per_output():
-    # exact: an n-term dot product is n multiplies and n - 1 adds; the bias add fills the missing add, so with a
-    # bias FLOPs = 2 x 3,888 = 7,776, all of them the MACs' FLOPs at half a MAC each: 7,776 x 2.3 = 17,884.8 pJ
-    e = estimate_energy(small_conv("fp32", convention="exact"))
-    assert e.total.mac_joules == pytest.approx(17_884.8 * PJ)
-    assert e.total.other_joules == 0.0
-    # without the bias: FLOPs = 7,776 - 144 = 7,632, at 2.3 pJ each = 17,553.6 pJ
+def test_the_flop_convention_does_not_change_the_joules():
+    # the hardware does the same work whatever the count's convention: a MAC is a multiply and an add
+    # (4.6 pJ), 3,888 MACs = 17,884.8 pJ; under exact the bias adds fill the dot products' missing adds
+    # (FLOPs 2 x 3,888 = 7,776, no other FLOPs); under fma they are 144 other FLOPs at 2.3 pJ = 331.2 pJ
+    exact = estimate_energy(small_conv("fp32", convention="exact"))
+    fma = estimate_energy(small_conv("fp32"))
+    assert exact.total.mac_joules == fma.total.mac_joules == pytest.approx(17_884.8 * PJ)
+    assert exact.total.other_joules == 0.0 and fma.total.other_joules == pytest.approx(331.2 * PJ)
+    # without the bias: FLOPs = 7,776 - 144 = 7,632 under exact, still 3,888 MACs at 4.6 pJ
     torch.manual_seed(0)
     report = rooflens.analyze(nn.Conv2d(3, 4, 3, bias=False), input_size=(1, 3, 8, 8), convention="exact")
     assert report.total().flops == 7_632
-    assert estimate_energy(report).total.compute_joules == pytest.approx(17_553.6 * PJ)
+    assert estimate_energy(report).total.compute_joules == pytest.approx(17_884.8 * PJ)
 
 
 def test_linear_layer_by_hand():

@@ -49,17 +49,19 @@ def test_prefill_macs_by_hand(run) -> None:  # type: ignore[no-untyped-def]
 def test_decode_step_macs_by_hand(run) -> None:  # type: ignore[no-untyped-def]
     # one token: linear 6,476,005,376 + head 131,072,000; attention over the L cached tokens and the new one:
     # 2 (L + 1) d per layer = 32 x 2 x 2049 x 4096 = 537,133,056 at L = 2048
-    for report, context in ((run.decode_first, P), (run.decode_last, P + G - 1)):
+    # generating G tokens: the prefill gives the first, then G - 1 steps at contexts P .. P + G - 2
+    for report, context in ((run.decode_first, P), (run.decode_last, P + G - 2)):
         assert report.total().macs == LAYER_MACS * LAYERS + HEAD_MACS + LAYERS * 2 * (context + 1) * D
     assert run.decode_first.total().macs == 7_144_210_432
 
 
 def test_kv_cache_and_weights_by_hand(run) -> None:  # type: ignore[no-untyped-def]
     # K and V, 32 layers, 4096 wide, 2 bytes: 2 x 32 x 4096 x 2 = 524,288 bytes per token;
-    # 1,073,741,824 at 2048 tokens; the batch of 1 at the end: 2048 + 128 = 2176 tokens
+    # 1,073,741,824 at 2048 tokens; the batch of 1 at the end: 2048 + 128 - 1 = 2175 tokens cached (the last
+    # token generated is never fed back)
     assert run.memory.kv_bytes_per_token == 2 * LAYERS * D * 2 == 524_288
     assert run.memory.kv_bytes_per_token * 2048 == 1_073_741_824
-    assert run.memory.kv_bytes == 524_288 * (P + G)
+    assert run.memory.kv_bytes == run.memory.kv_bytes_per_sequence == 524_288 * (P + G - 1)
     assert run.memory.weight_bytes == PARAMS * 2
     assert run.memory.fits is True
 
@@ -93,13 +95,19 @@ def test_mfu_and_mbu_of_each_phase(run) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_generation_sums_the_steps_exactly(run) -> None:  # type: ignore[no-untyped-def]
-    assert len(run.step_seconds) == G
+    assert len(run.step_seconds) == G - 1  # the prefill gives the first of the G tokens
     assert run.step_seconds[0] == pytest.approx(run.decode_first.roofline.total.seconds, rel=1e-12)
     assert run.step_seconds[-1] == pytest.approx(run.decode_last.roofline.total.seconds, rel=1e-12)
     assert all(a <= b for a, b in zip(run.step_seconds, run.step_seconds[1:]))  # more context, more bytes
-    assert run.tpot_seconds == pytest.approx(sum(run.step_seconds) / G)
+    assert run.tpot_seconds == pytest.approx(sum(run.step_seconds) / (G - 1))
     assert run.e2e_seconds == pytest.approx(run.ttft_seconds + sum(run.step_seconds))
-    assert run.tokens_per_second == pytest.approx(G / sum(run.step_seconds))
+    assert run.tokens_per_second == pytest.approx(1 / run.tpot_seconds)
+    # one token: the prefill alone; the TPOT is the step a further token would take
+    one = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=1)
+    assert one.step_seconds == () and one.e2e_seconds == one.ttft_seconds
+    assert one.tpot_seconds == one.decode_first.roofline.total.seconds
+    with pytest.raises(Exception, match="context=-1 must be a whole number"):
+        one.decode(-1)
     # a step analysed on its own at the middle context costs what the interpolation says
     middle = P + 63
     assert run.decode(middle).roofline.total.seconds == pytest.approx(run.step_seconds[63], rel=1e-9)
@@ -108,10 +116,10 @@ def test_generation_sums_the_steps_exactly(run) -> None:  # type: ignore[no-unty
 def test_bytes_by_what_they_are(run) -> None:  # type: ignore[no-untyped-def]
     decode = phase_bytes(run.decode_first)
     # KV read: K and V of the 2048 cached tokens and the new one, 32 layers, 4096 wide, 2 bytes:
-    # 2 x 32 x 4096 x 2049 x 2 = 1,074,266,112; plus the cache's 8-byte length counter, read by 33 additions
-    assert decode["kv_bytes_read"] == 2 * LAYERS * D * (P + 1) * 2 + 33 * 8
-    # KV written: one token's K and V per layer, 2 x 32 x 4096 x 2 = 524,288; plus 32 counter updates of 8 bytes
-    assert decode["kv_bytes_written"] == 2 * LAYERS * D * 2 + 32 * 8
+    # 2 x 32 x 4096 x 2049 x 2 = 1,074,266,112 (the cache's integer length counters are not KV)
+    assert decode["kv_bytes_read"] == 2 * LAYERS * D * (P + 1) * 2
+    # KV written: one token's K and V per layer, 2 x 32 x 4096 x 2 = 524,288
+    assert decode["kv_bytes_written"] == 2 * LAYERS * D * 2
     # weights: every linear weight once at 2 bytes (6,607,077,376 x 2 = 13,214,154,752; the LM head included),
     # the 65 norm weights (65 x 8,192), the one embedding row the token looks up (8,192); then a few hundred
     # bytes of indices and the rotary embedding's inverse frequencies
@@ -131,8 +139,8 @@ def test_weight_only_and_kv_quantization_by_hand() -> None:
     assert run.memory.weight_bytes == 666_914_816 // 2  # 4 bits a weight (group-wise scales not counted)
     assert run.memory.kv_bytes_per_token == 2 * 2 * D * 1  # K and V, 2 layers, 4096, 1 byte
     decode = phase_bytes(run.decode_first)
-    # 65 cached + new tokens at 1 byte: 2 x 2 x 4096 x 65 = 1,064,960; the 3 counter reads stay int64
-    assert decode["kv_bytes_read"] == 2 * 2 * D * 65 + 3 * 8
+    # 65 cached + new tokens at 1 byte: 2 x 2 x 4096 x 65 = 1,064,960
+    assert decode["kv_bytes_read"] == 2 * 2 * D * 65
     # the linear weights at half a byte: (2 x 202,375,168 + 131,072,000) / 2 = 267,911,168; norms 5 x 2,048;
     # the embedding row 2,048
     weights = (2 * LAYER_MACS + HEAD_MACS) // 2 + 5 * D // 2 + D // 2
@@ -142,8 +150,8 @@ def test_weight_only_and_kv_quantization_by_hand() -> None:
 
 
 def test_max_batch_by_hand(run) -> None:  # type: ignore[no-untyped-def]
-    # (80e9 - 13,476,831,232 weight bytes) // (524,288 x 2,176 bytes per sequence)
-    # = 66,523,168,768 // 1,140,850,688 = 58
+    # (80e9 - 13,476,831,232 weight bytes) // (524,288 x 2,175 bytes per sequence)
+    # = 66,523,168,768 // 1,140,326,400 = 58
     assert run.max_batch == 58
 
 
@@ -166,6 +174,11 @@ def test_every_shipped_config_runs_both_phases(config: str) -> None:
     for report in (run.prefill, run.decode_first, run.decode_last):
         assert report.unsupported_ops() == {} and report.total().macs > 0
     assert run.memory.kv_bytes_per_token > 0 and run.ttft_seconds > 0 and run.tpot_seconds > 0
+
+
+def test_a_module_that_is_not_a_transformers_decoder_is_named() -> None:
+    with pytest.raises(Exception, match="Linear is not a transformers causal LM"):
+        llm(torch.nn.Linear(4, 4), hardware="a100-80gb", prompt=8, gen=1)
 
 
 def test_bad_input_is_named() -> None:

@@ -738,6 +738,8 @@ def advise(
     findings rank by bytes. ``min_share``: leave out findings whose share is below it. The thresholds and
     assumptions are those of :class:`Options` (docs/advice.md gives each).
     """
+    if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or not 0 <= min_share <= 1:
+        raise InputError(f"min_share={min_share!r} must be a fraction of the model's time (or bytes), 0 to 1")
     options = Options(min_excess, op_overhead_seconds, overhead_share, elementwise_share, activation_bytes)
     ctx = _context(counted, hardware, options)
     chosen = [_rule(r) for r in rules] if rules is not None else list(Rule)

@@ -11,13 +11,11 @@ operator (elementwise, normalisation, pooling, softmax ...), ``E_dram`` / ``E_on
 one byte to or from DRAM / on-chip SRAM. Modules and the model sum their operators (cumulative, over the
 module tree, like the roofline's ``by_module``).
 
-**MAC FLOPs** are ``min(FLOPs, 2 x MACs)`` of a record: under the ``fma`` convention exactly ``2 x MACs``
-(a MAC is one multiply and one add), so the compute energy is ``MACs x E_mac + (FLOPs - 2 x MACs) x E_flop``
-(the other FLOPs are the bias adds and whatever else the record counts beside its dot products); under
-``exact`` an n-term dot product is n multiplies and n - 1 adds, ``2 x MACs - outputs`` FLOPs (a bias add fills
-the missing add), each at half a MAC's energy. The estimate follows the report's own count: the two
-conventions differ by one add per output element of a convolution or matrix product, a share
-``1 / (2 x Cin x Kh x Kw)`` of its FLOPs.
+**MACs** cost ``E_mac`` each, whatever FLOP convention the report counts with (the hardware does the same
+work): the compute energy is ``MACs x E_mac + max(0, FLOPs - 2 x MACs) x E_flop``, the other FLOPs being the
+bias adds and whatever else the record counts beside its dot products (under ``exact`` a bias add fills a
+dot product's missing add, so a biased convolution has no other FLOPs and the two conventions give the
+same joules).
 
 **Default figures**: Horowitz's 45 nm table (ISSCC 2014, :data:`HOROWITZ_45NM_PJ`). ``E_mac`` = multiply +
 add; ``E_flop`` = the mean of the two, half a MAC (an elementwise FLOP is as often a multiply, a batch norm's
@@ -609,8 +607,7 @@ def energy_of_records(
 
 def _op_energy(record: OpRecord, arithmetic: Arithmetic, table: EnergyTable, capacity: int | None) -> Energy:
     cost = record.cost
-    mac_flops = min(cost.flops, 2 * cost.macs)
-    other_flops = cost.flops - mac_flops
+    other_flops = max(0, cost.flops - 2 * cost.macs)  # the MACs' own FLOPs are 2 a MAC under fma, fewer under exact
     nbytes = cost.bytes
     if capacity is not None and 0 < nbytes <= capacity:
         # the operator fits on chip: its activations stay there, its weights and buffers come from DRAM
@@ -620,7 +617,7 @@ def _op_energy(record: OpRecord, arithmetic: Arithmetic, table: EnergyTable, cap
     else:
         dram, onchip = nbytes, 0
     return Energy(
-        mac_joules=mac_flops * arithmetic.mac_pj / 2 * PICO,
+        mac_joules=cost.macs * arithmetic.mac_pj * PICO,
         other_joules=other_flops * arithmetic.flop_pj * PICO,
         dram_joules=dram * table.dram_pj_per_byte * PICO,
         onchip_joules=onchip * table.onchip_pj_per_byte * PICO,

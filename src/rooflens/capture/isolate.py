@@ -59,8 +59,8 @@ class Copier:
 
     # -- tensors
     def tensor(self, t: torch.Tensor, kind: TensorKind = TensorKind.ACTIVATION) -> torch.Tensor:
-        if kind is TensorKind.ACTIVATION and self._in_cache:
-            kind = TensorKind.CACHE
+        if kind is TensorKind.ACTIVATION and self._in_cache and t.is_floating_point():
+            kind = TensorKind.CACHE  # keys and values; a cache's integer bookkeeping (its length) is not KV
         known = self.memo.get(id(t))
         if known is None:
             original_base = t._base

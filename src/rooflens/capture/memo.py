@@ -10,13 +10,22 @@ that on every step. This memo keys a call on exactly what the output can depend 
 builds the outputs directly (a meta tensor of the recorded layout, wrapped as a fake tensor; in-place
 and ``out=`` results are the argument itself), about 15 us.
 
-What is never memoised (each goes through the fake mode as before): views and in-place view changes
-(their outputs alias their inputs), operators whose output shape depends on values
-(``nonzero``, ``unique``, ``.item()``), calls with a real tensor, a fake tensor of another mode, a
-fake tensor that carries a constant (fake tensors propagate small constants, which later value reads
-may need), a symbolic size, or a non-strided tensor, and results that alias an input without saying
-so or start at a storage offset. A call is only memoised after it succeeded through the fake mode,
-so every error the fake mode raises is still raised.
+What is rebuilt how: new tensors from their recorded layout (shape, strides, dtype, device); in-place and
+``out=`` results are the argument itself; views (and lists of views: ``split``, ``unbind``) as
+``as_strided`` views of the argument they were taken from, at their recorded sizes, strides and storage
+offsets, so they share its storage as the fake mode's views do.
+
+What is never memoised (each goes through the fake mode as before): in-place view changes, operators
+whose output shape depends on values (``nonzero``, ``unique``, ``.item()``), calls with a real tensor, a
+fake tensor of another mode, a fake tensor that carries a constant (fake tensors propagate small
+constants, which later value reads may need), a symbolic size or a non-strided tensor, calls that change
+an argument's layout (``resize_``, ``set_``, ``out=`` resizing), new results that alias an input without
+saying so or start at a storage offset, and views that change the dtype or carry a conjugate or negative
+bit. A call is only memoised after it succeeded through the fake mode, so every error the fake mode raises
+is still raised. The key holds the default dtype but no other process-wide setting: changing a backend
+flag that alters the layouts torch picks (on a CUDA fake device) while analyses run is not covered.
+The memo holds at most ``_LIMIT`` calls; when full it starts again empty (a long-lived process keeps its
+speed).
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 # Scalars an operator's output metadata may depend on; their type is part of the key (1, 1.0 and True differ)
 _PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout, torch.memory_format)
 _SKIP_TAGS = frozenset({torch.Tag.inplace_view, torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output})
-_LIMIT = 50_000  # entries, process-wide (a few hundred bytes each); beyond it calls are no longer memoised
+_LIMIT = 50_000  # entries, process-wide (a few hundred bytes each); when full, the memo starts again
 
 _Strided = tuple[torch.Size, tuple[int, ...], int]  # shape, strides, storage offset
 
@@ -146,8 +155,10 @@ def store(
     k: tuple[Any, ...], func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, fake_mode: FakeTensorMode
 ) -> None:
     """Remember the outputs of a call that went through the fake mode, if they can be rebuilt from layouts."""
-    if len(_OUTPUTS) >= _LIMIT or k in _OUTPUTS:
+    if k in _OUTPUTS:
         return
+    if len(_OUTPUTS) >= _LIMIT:
+        _OUTPUTS.clear()  # another thread's lookup meanwhile misses and goes through the fake mode
     if key(func, args, kwargs, fake_mode) != k:  # the call changed an argument's layout (resize_, set_, out=)
         return
     returns = _returns(func)

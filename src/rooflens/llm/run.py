@@ -9,17 +9,21 @@ same engine as every other model:
   does; ``all_logits=True`` for every token).
 - **Decode step at context L**: one new token per sequence against a ``StaticCache`` that holds ``L``
   tokens (meta tensors, allocated before the step, as a serving engine's cache is): attention reads the
-  ``L + 1`` keys and values, the step writes one token's. Its cost is affine in ``L``: the generation's
-  ``G`` steps (``L = P .. P+G-1``) are counted from two analysed steps (``P`` and ``P+G-1``), checked
-  against a third (the middle one) operator by operator, and each step's roofline time is summed exactly
-  from the per-operator affine costs.
+  ``L + 1`` keys and values, the step writes one token's. Generating ``G`` tokens takes the prefill (its
+  last logits give the first token) and ``G - 1`` steps, ``L = P .. P+G-2``. A step's cost is affine in
+  ``L``: the steps are counted from two analysed ones (the first and the last), checked against a third
+  (the middle one) operator by operator, and each step's roofline time is summed exactly from the
+  per-operator affine costs.
 - **Times**: the roofline on the device (a lower bound: every operator at the roof of its intensity); the
-  TTFT is the prefill, the TPOT the mean decode step, the end-to-end time the prefill plus the ``G`` steps.
+  TTFT is the prefill, the TPOT the mean decode step, the end-to-end time the prefill plus the steps.
 - **Memory**: weights at their width, the KV cache from the cache object itself (sliding-window layers
-  cap at their window), and whether weights + KV fit the device (activations not yet included: stated).
+  cap at their window) at the end (``P + G - 1`` tokens), and whether weights + KV fit the device
+  (activations not yet included: stated).
+- **Options**: weight-only quantization and KV-cache bits, tensor parallelism with its all-reduces, MFU
+  and MBU of each phase.
 
-Not yet (issue 12, later increments): KV-cache bits and weight-only quantization formats, MoE routing
-assumptions, tensor parallelism, an efficiency-aware estimate beside the roofline, MFU/MBU.
+Not yet (issue 12, later increments): MoE routing assumptions, group-wise scales and int8 compute, an
+efficiency-aware estimate beside the roofline, validation against published serving numbers.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ class LLMMemory:
 
     weight_bytes: int
     kv_bytes_per_token: int  # one sequence, all layers, below any sliding window
-    kv_bytes: int  # batch x (prompt + gen) tokens
+    kv_bytes: int  # batch x (prompt + gen - 1) tokens: the cache after the last decode step
     device_bytes: int | None
     kv_bytes_prompt: int = 0  # batch x prompt tokens: what the prefill leaves in the cache
+    kv_bytes_per_sequence: int = 0  # one sequence at the end of generation
 
     @property
     def total_bytes(self) -> int:
@@ -79,8 +84,8 @@ class LLMRun:
     gen: int
     prefill: Report
     decode_first: Report  # the step at context = prompt
-    decode_last: Report  # the step at context = prompt + gen - 1
-    step_seconds: tuple[float, ...]  # roofline time of each decode step, contexts prompt .. prompt+gen-1
+    decode_last: Report  # the step at context = prompt + gen - 2 (the first one when gen <= 2)
+    step_seconds: tuple[float, ...]  # roofline time of each decode step, contexts prompt .. prompt+gen-2
     memory: LLMMemory
     all_logits: bool = False
     notes: tuple[str, ...] = ()
@@ -96,30 +101,34 @@ class LLMRun:
 
     @property
     def decode_seconds(self) -> float:
-        return math.fsum(self.step_seconds) + self.gen * self.allreduce_step_seconds
+        """The ``gen - 1`` decode steps after the prefill (with their all-reduces)."""
+        return math.fsum(self.step_seconds) + len(self.step_seconds) * self.allreduce_step_seconds
 
     @property
     def tpot_seconds(self) -> float:
-        """Time per output token of one sequence: the mean decode step."""
-        return self.decode_seconds / self.gen
+        """Time per output token of one sequence: the mean decode step (with ``gen = 1``, the step a further
+        token would take)."""
+        if not self.step_seconds:
+            return self.decode_first.roofline.total.seconds + self.allreduce_step_seconds
+        return self.decode_seconds / len(self.step_seconds)
 
     @property
     def e2e_seconds(self) -> float:
+        """All ``gen`` tokens: the prefill and the decode steps."""
         return self.ttft_seconds + self.decode_seconds
 
     @property
     def tokens_per_second(self) -> float:
-        """Generated tokens of the whole batch per second of decoding."""
-        return self.batch * self.gen / self.decode_seconds
+        """Decoding throughput: tokens of the whole batch per second of decode steps."""
+        return self.batch / self.tpot_seconds
 
     @property
     def max_batch(self) -> int | None:
-        """The largest batch whose weights + KV cache at prompt + gen tokens fit the device (activations
+        """The largest batch whose weights + KV cache at the end of generation fit the device (activations
         not counted); None when the device's memory is not known."""
         if self.hardware.memory_bytes is None:
             return None
-        per_sequence = self.memory.kv_bytes_per_token * (self.prompt + self.gen)
-        return max(0, (self.hardware.memory_bytes - self.memory.weight_bytes) // per_sequence)
+        return max(0, (self.hardware.memory_bytes - self.memory.weight_bytes) // self.memory.kv_bytes_per_sequence)
 
     @property
     def name(self) -> str:
@@ -135,6 +144,8 @@ class LLMRun:
 
     def decode(self, context: int) -> Report:
         """A Report of one decode step against a cache of ``context`` tokens (analysed now)."""
+        if isinstance(context, bool) or not isinstance(context, int) or context < 0:
+            raise InputError(f"context={context!r} must be a whole number of cached tokens >= 0")
         return _decode(self.setup, self.batch, context)
 
     def sweep(self, batch: Sequence[int]) -> list[LLMRun]:
@@ -260,17 +271,20 @@ def llm(
         raise InputError(f"tp={tp} needs the device-to-device bandwidth of {spec.id}: the catalogue has none for it "
                          "(give a hardware file with interconnect = \"300 GB/s\")")
     model = build_model(source if tp == 1 or sharded else _shard(load_config(source), tp), dtype=_DTYPES[prec])
+    if getattr(model, "config", None) is None:
+        raise InputError(f"{type(model).__name__} is not a transformers causal LM (it has no .config): rooflens.llm "
+                         "runs decoders built by transformers; analyse other models with rooflens.analyze")
     setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits)
     prefill = _prefill(setup, batch, prompt, all_logits)
     first = _decode(setup, batch, prompt)
-    last_context = prompt + gen - 1
-    last = first if gen == 1 else _decode(setup, batch, last_context)
+    last_context = prompt + max(gen - 2, 0)  # the steps after the prefill: contexts prompt .. prompt + gen - 2
+    last = first if last_context == prompt else _decode(setup, batch, last_context)
     notes: list[str] = []
-    if gen > 2:
-        middle = prompt + (gen - 1) // 2
+    if last_context - prompt >= 2:
+        middle = prompt + (last_context - prompt) // 2
         _check_affine(first, last, _decode(setup, batch, middle), prompt, last_context, middle)
-    steps = _step_seconds(first, last, prompt, last_context)
-    memory = _memory(model, first, spec, batch, prompt, prompt + gen, kv_bits)
+    steps = _step_seconds(first, last, prompt, last_context) if gen > 1 else ()
+    memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits)
     if any(r.op == "aten._grouped_mm" for r in first.records):
         notes.append("mixture of experts: the routed tokens' MACs are counted as routed (top-k), but the grouped "
                      "expert product reads every expert's weights, also in a decode step that touches only some "
@@ -457,7 +471,8 @@ def _memory(model: torch.nn.Module, decode: Report, spec: HardwareSpec, batch: i
     def kv(batch_size: int, positions: int) -> int:
         return _cache_bytes(model, batch_size, positions, kv_bits)
 
-    return LLMMemory(decode.weight_bytes, kv(1, 1), kv(batch, tokens), spec.memory_bytes, kv(batch, prompt))
+    return LLMMemory(decode.weight_bytes, kv(1, 1), kv(batch, tokens), spec.memory_bytes, kv(batch, prompt),
+                     kv(1, tokens))
 
 
 def _cache_bytes(model: torch.nn.Module, batch: int, tokens: int, bits: int | None) -> int:

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rooflens.errors import InputError
 from rooflens.hardware.spec import HardwareSpec, Kind
 from rooflens.report.document import Document, Gap, Grid, Heading, Note
 from rooflens.report.markup import records_csv
+from rooflens.report.report import Report
 from rooflens.report.table import intensity_text
 from rooflens.report.units import ByteUnit, bytes3, joules_text, seconds_text, si3
-
-if TYPE_CHECKING:
-    from rooflens.report.report import Report
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class Comparison:
     def render(self, *, width: int = 140, byte_unit: ByteUnit | str = ByteUnit.SI) -> str:
         from rooflens.report.document import RENDERERS
 
-        return RENDERERS["table"](self.document(ByteUnit(byte_unit)), width)
+        return RENDERERS["table"](self.document(ByteUnit.parse(byte_unit)), width)
 
     def __str__(self) -> str:
         return self.render()
@@ -188,6 +186,9 @@ def compare(
     """
     if not reports:
         raise InputError("compare needs at least one report")
+    for r in reports:
+        if not isinstance(r, Report):
+            raise InputError(f"compare takes Reports (rooflens.analyze(...)), got {type(r).__name__}")
     peaks = list(memory_peaks_bytes) if memory_peaks_bytes is not None else [None] * len(reports)
     if len(peaks) != len(reports):
         raise InputError(f"memory_peaks_bytes has {len(peaks)} values for {len(reports)} reports")

@@ -89,9 +89,9 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
         data = run.as_dict()
         phases += [_phase_row(f"prefill (batch {run.batch})", run.prompt, data["prefill"], unit),
                    _phase_row(f"decode (batch {run.batch})", run.prompt, data["decode_first"], unit),
-                   _phase_row(f"decode (batch {run.batch})", run.prompt + run.gen - 1, data["decode_last"], unit)]
+                   _phase_row(f"decode (batch {run.batch})", run.prompt + max(run.gen - 2, 0), data["decode_last"], unit)]
     largest = first.max_batch
-    labels = [("Max batch", f"{largest} (weights + KV cache at {first.prompt + first.gen} tokens in "
+    labels = [("Max batch", f"{largest} (weights + KV cache at {first.prompt + first.gen - 1} tokens in "
                             f"{bytes3(hw.memory_bytes or 0, unit)}; activations not counted)" if largest is not None
                else "? (the device's memory is not known)")]
     blocks: list[Any] = [Heading(title), Labels(labels), Gap(), Grid(SUMMARY, [_summary_row(r, unit) for r in runs],

@@ -22,8 +22,6 @@ from rooflens.report.units import ByteUnit
 from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamStats, TensorMeta
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from rooflens.analysis.memory import MemoryReport
     from rooflens.report.html_report import SectionLike
 
@@ -267,7 +265,7 @@ class Report:
         """
         from rooflens.report.terminal import render_text
 
-        return render_text(self, depth=depth, byte_unit=ByteUnit(byte_unit), width=width)
+        return render_text(self, depth=depth, byte_unit=ByteUnit.parse(byte_unit), width=width)
 
     def __str__(self) -> str:
         return self.render()
@@ -320,25 +318,28 @@ class Report:
         from rooflens.report.html_report import html_page
 
         text = html_page(self, memory=memory, devices=devices, sections=sections, depth=depth,
-                         byte_unit=ByteUnit(byte_unit), title=title)
+                         byte_unit=ByteUnit.parse(byte_unit), title=title)
         if path is None:
             return text
         target = Path(path)
         if not target.parent.is_dir():
             raise InputError(f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist")
-        target.write_text(text, encoding="utf-8", newline="\n")
+        try:
+            target.write_text(text, encoding="utf-8", newline="\n")
+        except OSError as e:
+            raise InputError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
         return target
 
     def to_csv(self, *, byte_unit: ByteUnit | str | None = None) -> str:
         """One row per module in base units (bytes), or MB/MiB columns with ``byte_unit``."""
         from rooflens.report.export import to_csv
 
-        return to_csv(self, ByteUnit(byte_unit) if byte_unit is not None else None)
+        return to_csv(self, ByteUnit.parse(byte_unit) if byte_unit is not None else None)
 
     def to_markdown(self, *, depth: int | None = None, byte_unit: ByteUnit | str = ByteUnit.SI) -> str:
         from rooflens.report.export import to_markdown
 
-        return to_markdown(self, depth, ByteUnit(byte_unit))
+        return to_markdown(self, depth, ByteUnit.parse(byte_unit))
 
 
 def _module_dict(n: ModuleNode, timing: Timing | None, calibrated_seconds: float | None) -> dict[str, Any]:

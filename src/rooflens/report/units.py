@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from rooflens.errors import InputError
+
 _SI: list[tuple[float, str]] = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
 _BINARY: list[tuple[float, str]] = [(2**50, "Pi"), (2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki")]
 
@@ -13,6 +15,13 @@ class ByteUnit(str, enum.Enum):
 
     SI = "si"
     BINARY = "binary"
+
+    @classmethod
+    def parse(cls, value: ByteUnit | str) -> ByteUnit:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(f"byte_unit={value!r}; choose 'si' (MB = 1e6 bytes) or 'binary' (MiB)") from None
 
 
 def si(value: float, unit: str = "", digits: int = 2) -> str:
