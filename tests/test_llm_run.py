@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rooflens.formulas.matmul import expected_experts
 from rooflens.llm import CONFIGS, build_model
 from rooflens.llm.run import llm, phase_bytes
 
@@ -209,3 +210,23 @@ def test_tensor_parallel_halves_weights_and_kv_and_adds_the_all_reduces_by_hand(
         llm(config, hardware="a100-80gb", prompt=8, gen=1, tp=3)
     with pytest.raises(Exception, match="needs the device-to-device bandwidth of rpi5"):
         llm(config, hardware="rpi5", prompt=8, gen=1, tp=2)
+
+
+def test_moe_decode_reads_the_routed_experts_weights_by_hand() -> None:
+    # Mixtral-8x7B (2 layers): 8 experts, top 2; each expert's gate+up (28,672 x 4,096) and down (4,096 x
+    # 14,336) weights, fp16: (117,440,512 + 58,720,256) x 2 = 352,321,536 bytes an expert and a layer.
+    # One token reaches 8 x (1 - (1 - 2/8)^1) = 2 experts; 2,048 tokens 8 x (1 - 0.75^2048) = 8 (all).
+    run = llm(build_model("mixtral-8x7b", layers=2), hardware="a100-80gb", prompt=2048, gen=2)
+    expert = (2 * 14_336 * 4_096 + 4_096 * 14_336) * 2
+    assert expert == 352_321_536
+
+    def expert_bytes(report):  # type: ignore[no-untyped-def]
+        # what a grouped product reads beyond its routed rows and group offsets: the experts' weights
+        return sum(r.cost.bytes_read - sum(t.nbytes for t in r.inputs if len(t.shape) != 3)
+                   for r in report.records if r.op == "aten._grouped_mm")
+
+    assert expert_bytes(run.decode_first) == 2 * 2 * expert  # 2 layers x the 2 experts one token reaches
+    assert expert_bytes(run.prefill) == 2 * 8 * expert  # every expert
+    assert "top 2 distinct experts" in run.notes[0]
+    # two tokens: 8 x (1 - 0.75^2) = 8 x 0.4375 = 3.5 experts expected
+    assert expected_experts(8, 2, 2) == pytest.approx(3.5)

@@ -37,11 +37,13 @@ vdot, addmv, addr, linear and _trilinear; the fp8, integer and quantised kernels
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from math import prod
 
-from rooflens.formulas.registry import OpCall, dot_cost, dot_flops, formula, is_complex
-from rooflens.types import Convention, Cost, TensorMeta
+from rooflens.formulas.registry import OpCall, default_bytes, dot_cost, dot_flops, formula, is_complex
+from rooflens.types import Convention, Cost, TensorKind, TensorMeta
 
 # Extra FLOPs per element of the activations fused into ``_addmm_activation`` (same counts as the
 # pointwise family): ReLU is one compare/select; exact (erf) GELU is 5 (x/sqrt2, erf, +1, x*, *0.5).
@@ -186,7 +188,44 @@ def _grouped_macs(call: OpCall) -> tuple[int, int]:
     return outputs * a.shape[-1], outputs
 
 
-@formula("aten._grouped_mm")
+# Mixture-of-experts routing: the experts a grouped product's routed rows are taken to reach. Which experts
+# the router picks depends on values; what is known is the top-k (set by whoever knows the model, e.g.
+# rooflens.llm from the config). None: every expert's weights are read (an upper bound).
+_TOP_K: contextvars.ContextVar[int | None] = contextvars.ContextVar("rooflens_moe_top_k", default=None)
+
+
+@contextlib.contextmanager
+def expert_routing(*, top_k: int) -> Iterator[None]:
+    """Within this block, a grouped product over E experts whose 2-d input holds ``T x top_k`` routed rows
+    reads the weights of the experts those tokens are expected to reach when each picks ``top_k`` distinct
+    experts uniformly: ``E x (1 - (1 - top_k / E) ** T)`` (``top_k`` at one token, all E for many)."""
+    token = _TOP_K.set(top_k)
+    try:
+        yield
+    finally:
+        _TOP_K.reset(token)
+
+
+def expected_experts(experts: int, tokens: float, top_k: int) -> float:
+    """Distinct experts that ``tokens`` tokens reach when each picks ``top_k`` of ``experts`` uniformly."""
+    return float(experts * (1 - (1 - min(top_k, experts) / experts) ** tokens))
+
+
+def _grouped_bytes(call: OpCall) -> tuple[int, int]:
+    """Every input once; of a per-expert weight, the experts the routed rows reach (all without a top-k)
+
+    The top-k comes from :func:`expert_routing`; without it every expert's weights are read."""
+    read, written = default_bytes(call)
+    top_k = _TOP_K.get()
+    a, b = call.first_tensor("self"), call.first_tensor("mat2")
+    if top_k is None or len(a.shape) != 2 or len(b.shape) != 3 or b.kind is TensorKind.ACTIVATION:
+        return read, written
+    experts = b.shape[0]
+    reached = expected_experts(experts, a.shape[0] / top_k, top_k)
+    return read - round(b.nbytes * (1 - reached / experts)), written
+
+
+@formula("aten._grouped_mm", bytes=_grouped_bytes)
 def grouped_mm(call: OpCall) -> Cost:
     """MACs = out.numel x K (grouped GEMM, MoE experts); FLOPs = 2 x MACs (+1 per output for a bias)"""
     macs, outputs = _grouped_macs(call)

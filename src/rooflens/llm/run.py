@@ -22,12 +22,16 @@ same engine as every other model:
 - **Options**: weight-only quantization and KV-cache bits, tensor parallelism with its all-reduces, MFU
   and MBU of each phase.
 
-Not yet (issue 12, later increments): MoE routing assumptions, group-wise scales and int8 compute, an
-efficiency-aware estimate beside the roofline, validation against published serving numbers.
+- **Mixture of experts**: tokens spread evenly, each to its top-k experts; a pass reads the weights of the
+  experts its tokens are expected to reach (:func:`rooflens.formulas.matmul.expert_routing`).
+
+Not yet (issue 12, later increments): group-wise scales and int8 compute, an efficiency-aware estimate
+beside the roofline, validation against published serving numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Sequence
@@ -39,6 +43,7 @@ import torch
 from rooflens.api import analyze
 from rooflens.capture.harness import analysis_device
 from rooflens.errors import InputError, ModelError
+from rooflens.formulas.matmul import expert_routing
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.llm.configs import build_model, load_config
@@ -226,8 +231,18 @@ class _Setup:
     kv_bits: int | None
 
     def analyze(self, inputs: dict[str, Any], phase: str) -> Report:
-        return analyze(self.model, inputs, hardware=self.spec, precision=self.precision, weight_bits=self.weight_bits,
-                       kv_bits=self.kv_bits, name=f"{self.name} {phase}")
+        top_k = _top_k(self.model)
+        with expert_routing(top_k=top_k) if top_k else contextlib.nullcontext():
+            return analyze(self.model, inputs, hardware=self.spec, precision=self.precision,
+                           weight_bits=self.weight_bits, kv_bits=self.kv_bits, name=f"{self.name} {phase}")
+
+
+def _top_k(model: torch.nn.Module) -> int | None:
+    """Experts each token is routed to, for a mixture-of-experts config (Mixtral: ``num_experts_per_tok``)."""
+    config: Any = getattr(model, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text, "num_experts_per_tok", None)
+    return int(value) if value else None
 
 
 def llm(
@@ -286,9 +301,11 @@ def llm(
     steps = _step_seconds(first, last, prompt, last_context) if gen > 1 else ()
     memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits)
     if any(r.op == "aten._grouped_mm" for r in first.records):
-        notes.append("mixture of experts: the routed tokens' MACs are counted as routed (top-k), but the grouped "
-                     "expert product reads every expert's weights, also in a decode step that touches only some "
-                     "(an upper bound on its bytes at small batch; the expected-experts assumption comes later)")
+        k = _top_k(model)
+        notes.append(f"mixture of experts: routing depends on values, so tokens are taken to spread evenly, each "
+                     f"to its top {k} distinct experts: a pass over T tokens reads the weights of E x (1 - (1 - k/E)^T) "
+                     f"experts ({k} at one token, all at many), MACs as routed"
+                     if k else "mixture of experts without a known top-k: every expert's weights are read")
     notes.append("times are roofline times of the operators the eager transformers code runs, each at the roof "
                  "of its intensity: a lower bound for eager PyTorch on the device (a fused serving engine moves "
                  "fewer bytes in the element-wise operators); KV cache as a serving engine keeps it (allocated "
