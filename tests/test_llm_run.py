@@ -151,9 +151,16 @@ def test_weight_only_and_kv_quantization_by_hand() -> None:
 
 
 def test_max_batch_by_hand(run) -> None:  # type: ignore[no-untyped-def]
-    # (80e9 - 13,476,831,232 weight bytes) // (524,288 x 2,175 bytes per sequence)
-    # = 66,523,168,768 // 1,140,326,400 = 58
-    assert run.max_batch == 58
+    # the prefill's peak beyond its cache is at the last layer's MLP: gate, up, SiLU(gate) and their product,
+    # 2048 x 11008 x 2 bytes = 45,088,768 each, beside the residual stream (2048 x 4096 x 2 = 16,777,216):
+    # at least 4 x 45,088,768 + 16,777,216 = 197,132,288 bytes, a few MB more for norms and logits
+    act = run.memory.activation_bytes
+    assert 4 * P * FFN * 2 + P * D * 2 <= act <= 4 * P * FFN * 2 + P * D * 2 + 10_000_000
+    # per sequence: the larger of its KV cache at the end (524,288 x 2,175 = 1,140,326,400) and its prefill
+    # (cache of 2,048 tokens 1,073,741,824 + the activations); (80e9 - 13,476,831,232) // that
+    per_sequence = max(524_288 * (P + G - 1), 1_073_741_824 + act)
+    assert run.max_batch == (80_000_000_000 - PARAMS * 2) // per_sequence == 52
+    assert run.memory.total_bytes == PARAMS * 2 + 1_073_741_824 + act
 
 
 def test_gqa_quarters_the_kv_cache_and_the_kv_projections() -> None:

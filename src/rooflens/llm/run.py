@@ -17,8 +17,8 @@ same engine as every other model:
 - **Times**: the roofline on the device (a lower bound: every operator at the roof of its intensity); the
   TTFT is the prefill, the TPOT the mean decode step, the end-to-end time the prefill plus the steps.
 - **Memory**: weights at their width, the KV cache from the cache object itself (sliding-window layers
-  cap at their window) at the end (``P + G - 1`` tokens), and whether weights + KV fit the device
-  (activations not yet included: stated).
+  cap at their window) after the prefill and at the end (``P + G - 1`` tokens), the prefill's live
+  activations beyond its cache (its memory timeline), the peak and whether it fits the device.
 - **Options**: weight-only quantization and KV-cache bits, tensor parallelism with its all-reduces, MFU
   and MBU of each phase.
 
@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from rooflens.analysis.memory import memory as memory_timeline
 from rooflens.api import analyze
 from rooflens.capture.harness import analysis_device
 from rooflens.errors import InputError, ModelError
@@ -55,8 +56,9 @@ _DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precisi
 
 @dataclass(frozen=True)
 class LLMMemory:
-    """Bytes per device: weights, the KV cache (per token of one sequence, and for the whole batch at the
-    end of generation), their sum, the device's memory and whether the sum fits."""
+    """Bytes per device: weights, the KV cache (per token of one sequence, after the prefill, and for the
+    whole batch at the end of generation), the prefill's transient activations, the peak, the device's
+    memory and whether the peak fits."""
 
     weight_bytes: int
     kv_bytes_per_token: int  # one sequence, all layers, below any sliding window
@@ -64,10 +66,13 @@ class LLMMemory:
     device_bytes: int | None
     kv_bytes_prompt: int = 0  # batch x prompt tokens: what the prefill leaves in the cache
     kv_bytes_per_sequence: int = 0  # one sequence at the end of generation
+    activation_bytes: int = 0  # the prefill's live tensors at its peak beyond the cache (rooflens.memory)
 
     @property
     def total_bytes(self) -> int:
-        return self.weight_bytes + self.kv_bytes
+        """The peak: weights and the larger of the prefill's live memory (its cache and activations) and the
+        cache at the end (a decode step's own activations are small)."""
+        return self.weight_bytes + max(self.kv_bytes_prompt + self.activation_bytes, self.kv_bytes)
 
     @property
     def fits(self) -> bool | None:
@@ -75,8 +80,9 @@ class LLMMemory:
 
     def as_dict(self) -> dict[str, Any]:
         return {"weight_bytes": self.weight_bytes, "kv_bytes_per_token": self.kv_bytes_per_token,
-                "kv_bytes_prompt": self.kv_bytes_prompt, "kv_bytes": self.kv_bytes, "total_bytes": self.total_bytes, "device_bytes": self.device_bytes,
-                "fits": self.fits, "activations": "not included"}
+                "kv_bytes_prompt": self.kv_bytes_prompt, "kv_bytes": self.kv_bytes,
+                "activation_bytes": self.activation_bytes, "total_bytes": self.total_bytes,
+                "device_bytes": self.device_bytes, "fits": self.fits}
 
 
 @dataclass(frozen=True)
@@ -129,11 +135,14 @@ class LLMRun:
 
     @property
     def max_batch(self) -> int | None:
-        """The largest batch whose weights + KV cache at the end of generation fit the device (activations
-        not counted); None when the device's memory is not known."""
+        """The largest batch whose peak fits the device: weights, and per sequence the larger of its KV cache
+        at the end and its share of the prefill's live memory (cache and activations; taken as growing in
+        proportion to the batch); None when the device's memory is not known."""
         if self.hardware.memory_bytes is None:
             return None
-        return max(0, (self.hardware.memory_bytes - self.memory.weight_bytes) // self.memory.kv_bytes_per_sequence)
+        mem = self.memory
+        per_sequence = max(mem.kv_bytes_per_sequence, -(-(mem.kv_bytes_prompt + mem.activation_bytes) // self.batch))
+        return max(0, (self.hardware.memory_bytes - mem.weight_bytes) // per_sequence)
 
     @property
     def name(self) -> str:
@@ -299,7 +308,8 @@ def llm(
         middle = prompt + (last_context - prompt) // 2
         _check_affine(first, last, _decode(setup, batch, middle), prompt, last_context, middle)
     steps = _step_seconds(first, last, prompt, last_context) if gen > 1 else ()
-    memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits)
+    memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits, weight_bits,
+                     _prefill_inputs(model, batch, prompt, all_logits))
     if any(r.op == "aten._grouped_mm" for r in first.records):
         k = _top_k(model)
         notes.append(f"mixture of experts: routing depends on values, so tokens are taken to spread evenly, each "
@@ -373,9 +383,14 @@ def _model_name(source: Any, model: torch.nn.Module) -> str:
 
 
 def _prefill(setup: _Setup, batch: int, prompt: int, all_logits: bool) -> Report:
+    return setup.analyze(_prefill_inputs(setup.model, batch, prompt, all_logits), "prefill")
+
+
+def _prefill_inputs(model: torch.nn.Module, batch: int, prompt: int, all_logits: bool) -> dict[str, Any]:
+    """``batch`` x ``prompt`` token ids (meta), their positions, an empty DynamicCache, the last logits only."""
     from transformers import DynamicCache
 
-    config: Any = setup.model.config
+    config: Any = model.config
     inputs: dict[str, Any] = {
         "input_ids": torch.zeros(batch, prompt, dtype=torch.long, device="meta"),
         "position_ids": torch.arange(prompt, device="meta").expand(batch, prompt),
@@ -384,7 +399,7 @@ def _prefill(setup: _Setup, batch: int, prompt: int, all_logits: bool) -> Report
     }
     if not all_logits:
         inputs["logits_to_keep"] = 1
-    return setup.analyze(inputs, "prefill")
+    return inputs
 
 
 def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch.device) -> Any:
@@ -480,16 +495,19 @@ def _step_seconds(first: Report, last: Report, lo: int, hi: int) -> tuple[float,
 
 
 def _memory(model: torch.nn.Module, decode: Report, spec: HardwareSpec, batch: int, prompt: int, tokens: int,
-            kv_bits: int | None) -> LLMMemory:
+            kv_bits: int | None, weight_bits: int | None, prefill_inputs: dict[str, Any]) -> LLMMemory:
     """Weights at their width; the KV cache measured on cache objects (1 token of one sequence, the prompt
     and the whole generation of the batch: sliding-window layers stop growing at their window), at
-    ``kv_bits`` per element when given."""
+    ``kv_bits`` per element when given; the prefill's live activations beyond its cache from the memory
+    timeline of the prefill (:func:`rooflens.memory`; the cache it builds there is at the model's width)."""
 
     def kv(batch_size: int, positions: int) -> int:
         return _cache_bytes(model, batch_size, positions, kv_bits)
 
-    return LLMMemory(decode.weight_bytes, kv(1, 1), kv(batch, tokens), spec.memory_bytes, kv(batch, prompt),
-                     kv(1, tokens))
+    prompt_kv = kv(batch, prompt)
+    live = memory_timeline(model, prefill_inputs, name="prefill", weight_bits=weight_bits).peak_bytes
+    return LLMMemory(decode.weight_bytes, kv(1, 1), kv(batch, tokens), spec.memory_bytes, prompt_kv, kv(1, tokens),
+                     max(0, live - _cache_bytes(model, batch, prompt, None)))
 
 
 def _cache_bytes(model: torch.nn.Module, batch: int, tokens: int, bits: int | None) -> int:

@@ -48,10 +48,10 @@ class RunLike(Protocol):
     def as_dict(self) -> dict[str, Any]: ...
 
 
-SUMMARY = ("Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Fits")
+SUMMARY = ("Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Activations", "Peak", "Fits")
 PHASES = ("Phase", "Context", "MACs", "Weights", "KV read", "KV written", "Activations", "FLOP/B", "Roofline",
           "Memory-bound", "Bound")
-NUMERIC = frozenset({"Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Total", "Context",
+NUMERIC = frozenset({"Batch", "TTFT", "TPOT", "Tokens/s", "End to end", "Weights", "KV cache", "Peak", "Context",
                      "MACs", "KV read", "KV written", "Activations", "FLOP/B", "Roofline", "Memory-bound"})
 
 
@@ -60,7 +60,7 @@ def _summary_row(run: RunLike, unit: ByteUnit) -> list[str]:
     fits = {None: "?", True: "yes", False: "NO"}[mem.fits]
     return [str(run.batch), seconds_text(run.ttft_seconds), seconds_text(run.tpot_seconds),
             f"{run.tokens_per_second:,.0f}", seconds_text(run.e2e_seconds), bytes3(mem.weight_bytes, unit),
-            bytes3(mem.kv_bytes, unit), bytes3(mem.total_bytes, unit), fits]
+            bytes3(mem.kv_bytes, unit), bytes3(mem.activation_bytes, unit), bytes3(mem.total_bytes, unit), fits]
 
 
 def _phase_row(phase: str, context: int, data: dict[str, Any], unit: ByteUnit) -> list[str]:
@@ -91,9 +91,9 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
                    _phase_row(f"decode (batch {run.batch})", run.prompt, data["decode_first"], unit),
                    _phase_row(f"decode (batch {run.batch})", run.prompt + max(run.gen - 2, 0), data["decode_last"], unit)]
     largest = first.max_batch
-    labels = [("Max batch", f"{largest} (weights + KV cache at {first.prompt + first.gen - 1} tokens in "
-                            f"{bytes3(hw.memory_bytes or 0, unit)}; activations not counted)" if largest is not None
-               else "? (the device's memory is not known)")]
+    labels = [("Max batch", f"{largest} (weights, and per sequence its KV cache at {first.prompt + first.gen - 1} "
+                            f"tokens or its share of the prefill's peak, in {bytes3(hw.memory_bytes or 0, unit)})"
+               if largest is not None else "? (the device's memory is not known)")]
     blocks: list[Any] = [Heading(title), Labels(labels), Gap(), Grid(SUMMARY, [_summary_row(r, unit) for r in runs],
                                                                    NUMERIC),
                          Gap(), Grid(PHASES, phases, NUMERIC), Gap()]
