@@ -52,3 +52,13 @@ def test_llm_table_golden(golden: Callable[[str, str], None]) -> None:
         model = transformers.LlamaForCausalLM._from_config(config, attn_implementation="sdpa", dtype=torch.float16)
     runs = [llm(model.eval(), hardware="a100-80gb", prompt=64, gen=8, batch=b, name="tiny-llama") for b in (1, 4)]
     golden("llm_tiny.txt", RENDERERS["table"](llm_document(runs), 140))
+
+
+def test_cli_llm_plots(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "llm.png"
+    assert main(["llm", "gpt2", "--hw", "a100-80gb", "--prompt", "64", "--gen", "4", "--batch", "1,8",
+                 "--plot", str(target)]) == 0
+    for path in (target, tmp_path / "llm-prefill.png", tmp_path / "llm-decode.png"):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert f"wrote {target}" in capsys.readouterr().err

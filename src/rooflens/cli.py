@@ -45,7 +45,7 @@ from rooflens.report.compare import compare
 from rooflens.report.document import RENDERERS, Document, Gap, Grid, Note, print_document, report_document
 from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
-from rooflens.report.llm_render import llm_document
+from rooflens.report.llm_render import llm_document, plot_sweep
 from rooflens.report.measure_render import bench_document
 from rooflens.report.memory_render import memory_document, with_summary
 from rooflens.report.report import Report
@@ -431,6 +431,9 @@ def _add_llm(sub: Any) -> None:
                    "all-reduces over the device's interconnect)")
     p.add_argument("--all-logits", action="store_true",
                    help="the LM head on every prompt token in the prefill (default: the last, as generation does)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="draw latency against throughput over the batch sizes to FILE (.png, .svg or .pdf), and the "
+                   "rooflines of the first batch's prefill and decode step to FILE-prefill and FILE-decode")
     p.set_defaults(func=cmd_llm)
 
 
@@ -676,6 +679,12 @@ def cmd_llm(args: argparse.Namespace) -> Document:
     runs = [llm(source, hardware=specs[0], prompt=args.prompt, gen=args.gen, batch=b, precision=args.precision,
                 weight_bits=args.weight_bits, kv_bits=args.kv_bits, all_logits=args.all_logits,
                 name=args.model.rpartition(":")[2], tp=args.tp) for b in args.batch]
+    if args.plot:
+        written = [plot_sweep(runs, args.plot),
+                   runs[0].prefill.plot_roofline(_suffixed(args.plot, "prefill")),
+                   runs[0].decode_first.plot_roofline(_suffixed(args.plot, "decode"))]
+        for path in written:
+            print(f"{PROG}: wrote {path}", file=sys.stderr)
     return llm_document(runs, _byte_unit(args))
 
 

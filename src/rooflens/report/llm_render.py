@@ -4,10 +4,12 @@ size the time to first token, time per output token, throughput and memory; per 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from rooflens.report.document import Document, Gap, Grid, Heading, Labels, Note
 from rooflens.report.markup import records_csv
+from rooflens.report.plot import new_figure, plot_target, save
 from rooflens.report.report import Report
 from rooflens.report.table import intensity_text
 from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
@@ -101,3 +103,32 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
     rows = [{k: v for k, v in r.as_dict().items() if not isinstance(v, (dict, list))} for r in runs]
     return Document(title=title, blocks=tuple(blocks), data=lambda: {"runs": [r.as_dict() for r in runs]},
                     csv=lambda: records_csv(rows))
+
+
+def plot_sweep(runs: Sequence[RunLike], path: str | Path, *, dpi: float = 150) -> Path:
+    """Latency against throughput, a point per batch size (the serving roofline): the time per output token
+    against the batch's tokens per second, and the time to the first token against the batch."""
+    target, fmt = plot_target(path)
+    first = runs[0]
+    hw = first.prefill.hardware
+    assert hw is not None
+    with new_figure(dpi, (10.0, 4.5)) as fig:
+        tpot, ttft = fig.subplots(1, 2)
+        xs = [r.tokens_per_second for r in runs]
+        tpot.plot(xs, [1e3 * r.tpot_seconds for r in runs], marker="o", color="#0072B2")
+        for r, x in zip(runs, xs, strict=True):
+            tpot.annotate(f"batch {r.batch}", (x, 1e3 * r.tpot_seconds), textcoords="offset points", xytext=(4, 4),
+                          fontsize=8)
+        tpot.set(xlabel="decode throughput (tokens/s, whole batch)", ylabel="time per output token (ms)",
+                 title="latency against throughput")
+        batches = [r.batch for r in runs]
+        ttft.plot(batches, [1e3 * r.ttft_seconds for r in runs], marker="o", color="#D55E00")
+        ttft.set(xlabel="batch", ylabel="time to first token (ms)", title=f"prefill of {first.prompt} tokens")
+        for ax in (tpot, ttft):
+            ax.grid(True, alpha=0.3)
+            if len(runs) > 1 and min(batches) > 0:
+                ax.set_xscale("log")
+        fig.suptitle(f"{first.name} on {hw.name}, {first.prefill.precision.value}: roofline times")
+        fig.tight_layout()
+        save(fig, target, fmt, dpi)
+    return target

@@ -7,10 +7,11 @@ rcParams behind. SVG and PDF output is reproducible (fixed hash salt, no date in
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,12 +93,7 @@ def plot_roofline(
     FLOPs cannot sit on a log axis: a footnote says how many were left out and what share of the time
     they hold.
     """
-    target = Path(path)
-    fmt = FORMATS.get(target.suffix.lower())
-    if fmt is None:
-        allowed = ", ".join(FORMATS)
-        got = f"suffix {target.suffix!r}" if target.suffix else "no suffix"
-        raise InputError(f"cannot plot to {str(target)!r}: {got}; the file name must end in one of {allowed}")
+    target, fmt = plot_target(path)
     if level not in LEVELS:
         raise InputError(f"unknown plot level {level!r}; choose one of {', '.join(LEVELS)}")
     if depth is not None:
@@ -114,9 +110,30 @@ def plot_roofline(
             "this report has no hardware, so there is no roofline to plot: "
             "analyze(..., hardware='a4000') or report.with_hardware('a4000')"
         )
+    roof = report.roofline
+    points = _operator_points(report, roof) if level == "operator" else _module_points(report, roof, depth)
+    with new_figure(dpi) as fig:
+        _draw(fig, report, roof, points, level=level, depth=depth, annotate=annotate, title=title)
+        save(fig, target, fmt, dpi)
+    return target
+
+
+def plot_target(path: str | Path) -> tuple[Path, str]:
+    """The file to plot to and its format (by its suffix), or an error that names what is wrong."""
+    target = Path(path)
+    fmt = FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        allowed = ", ".join(FORMATS)
+        got = f"suffix {target.suffix!r}" if target.suffix else "no suffix"
+        raise InputError(f"cannot plot to {str(target)!r}: {got}; the file name must end in one of {allowed}")
     if not target.parent.is_dir():
         raise InputError(f"cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist")
+    return target, fmt
 
+
+@contextlib.contextmanager
+def new_figure(dpi: float, figsize: tuple[float, float] = FIGSIZE) -> Iterator[Any]:
+    """A matplotlib Figure on the Agg canvas, under the plots' style (no pyplot, no global state)."""
     try:
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,15 +142,14 @@ def plot_roofline(
         raise InputError(
             "plotting needs matplotlib: pip install 'rooflens[plot]' (or pip install matplotlib)"
         ) from e
-
-    roof = report.roofline
-    points = _operator_points(report, roof) if level == "operator" else _module_points(report, roof, depth)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=FIGSIZE, dpi=dpi)
+        fig = Figure(figsize=figsize, dpi=dpi)
         FigureCanvasAgg(fig)
-        _draw(fig, report, roof, points, level=level, depth=depth, annotate=annotate, title=title)
-        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
-    return target
+        yield fig
+
+
+def save(fig: Any, target: Path, fmt: str, dpi: float) -> None:
+    fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
 
 
 # ---- the points ---------------------------------------------------------------------------------
