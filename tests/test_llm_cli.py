@@ -62,3 +62,10 @@ def test_cli_llm_plots(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  #
     for path in (target, tmp_path / "llm-prefill.png", tmp_path / "llm-decode.png"):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
     assert f"wrote {target}" in capsys.readouterr().err
+
+
+def test_cli_llm_module_tables_of_both_phases(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["llm", "gpt2", "--hw", "a100-80gb", "--prompt", "32", "--gen", "2", "--depth", "1",
+                 "-f", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "Prefill (batch 1)" in out and "Decode step at 32 (batch 1)" in out and "lm_head" in out

@@ -407,7 +407,7 @@ def _add_advise(sub: Any) -> None:
 def _add_llm(sub: Any) -> None:
     p = sub.add_parser(
         "llm",
-        parents=[_hw_option("the device (one)"), _output_options(TABLE_FORMATS)],
+        parents=[_hw_option("the device (one)"), _depth_option(), _output_options(TABLE_FORMATS)],
         help="LLM inference: prefill and decode from the real transformers code, TTFT, TPOT, tokens/s, memory",
         description="Build a causal LM with transformers on the meta device (a config id such as llama-2-7b, a "
         "config.json, hf:org/name from the local cache, or package.module:callable), count the prefill of "
@@ -685,7 +685,7 @@ def cmd_llm(args: argparse.Namespace) -> Document:
                    runs[0].decode_first.plot_roofline(_suffixed(args.plot, "decode"))]
         for path in written:
             print(f"{PROG}: wrote {path}", file=sys.stderr)
-    return llm_document(runs, _byte_unit(args))
+    return llm_document(runs, _byte_unit(args), depth=args.depth)
 
 
 def _suffixed(path: str, device: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rooflens.report.document import Document, Gap, Grid, Heading, Labels, Note
+from rooflens.report.document import Document, Gap, Grid, Heading, Labels, Note, ReportView
 from rooflens.report.markup import records_csv
 from rooflens.report.plot import new_figure, plot_target, save
 from rooflens.report.report import Report
@@ -74,8 +74,9 @@ def _phase_row(phase: str, context: int, data: dict[str, Any], unit: ByteUnit) -
             data["bound"]]
 
 
-def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> Document:
-    """A summary row per batch size, the phases of each, the notes; JSON of every run, CSV of the summary."""
+def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, depth: int | None = None) -> Document:
+    """A summary row per batch size, the phases of each, the notes; JSON of every run, CSV of the summary.
+    ``depth``: also the module tables of the first batch's prefill and first decode step, down to it."""
     unit = byte_unit or ByteUnit.SI
     first = runs[0]
     hw = first.prefill.hardware
@@ -100,6 +101,10 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None) -> 
                                                                    NUMERIC),
                          Gap(), Grid(PHASES, phases, NUMERIC), Gap()]
     blocks += [Note(n) for n in dict.fromkeys(n for r in runs for n in r.notes)]
+    if depth is not None:
+        for title, report in ((f"Prefill (batch {first.batch})", first.prefill),
+                              (f"Decode step at {first.prompt} (batch {first.batch})", first.decode_first)):
+            blocks += [Gap(), Heading(title), ReportView(report, depth, unit)]
     rows = [{k: v for k, v in r.as_dict().items() if not isinstance(v, (dict, list))} for r in runs]
     return Document(title=title, blocks=tuple(blocks), data=lambda: {"runs": [r.as_dict() for r in runs]},
                     csv=lambda: records_csv(rows))
