@@ -248,8 +248,7 @@ class _Setup:
 
 def _top_k(model: torch.nn.Module) -> int | None:
     """Experts each token is routed to, for a mixture-of-experts config (Mixtral: ``num_experts_per_tok``)."""
-    config: Any = getattr(model, "config", None)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text(getattr(model, "config", None))
     value = getattr(text, "num_experts_per_tok", None)
     return int(value) if value else None
 
@@ -332,7 +331,7 @@ def llm(
 def _shard(config: Any, tp: int) -> Any:
     """One device's config under Megatron-style tensor parallelism: heads, KV heads, the MLP's hidden size
     and the vocabulary divided by ``tp``, the head size kept."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text(config)
     heads, kv_heads = text.num_attention_heads, _kv_heads(text)
     ffn = getattr(text, "intermediate_size", None)
     if getattr(text, "model_type", "") not in _SHARDABLE or ffn is None:
@@ -342,7 +341,7 @@ def _shard(config: Any, tp: int) -> Any:
         if value % tp:
             raise InputError(f"tp={tp} does not divide the model's {value} {what}")
     shard = copy.deepcopy(config)
-    part = shard.get_text_config() if hasattr(shard, "get_text_config") else shard
+    part = _text(shard)
     part.head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     part.num_attention_heads = heads // tp
     part.num_key_value_heads = kv_heads // tp
@@ -358,9 +357,7 @@ _SHARDABLE = frozenset({"llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3"
 def _allreduces(model: torch.nn.Module) -> int:
     """All-reduces a forward pass takes under Megatron-style tensor parallelism: after the attention's output
     projection and after the MLP of every layer, and after the vocabulary-parallel embedding."""
-    config: Any = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return 2 * int(text.num_hidden_layers) + 1
+    return 2 * int(_text(model.config).num_hidden_layers) + 1
 
 
 def _allreduce_seconds(model: torch.nn.Module, spec: HardwareSpec, tp: int, tokens: int) -> float:
@@ -368,8 +365,7 @@ def _allreduce_seconds(model: torch.nn.Module, spec: HardwareSpec, tp: int, toke
     ``2 (tp - 1) / tp x bytes / interconnect`` each."""
     if tp == 1:
         return 0.0
-    config: Any = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text(model.config)
     nbytes = tokens * int(text.hidden_size) * next(model.parameters()).element_size()
     assert spec.interconnect_bytes_per_s is not None
     return _allreduces(model) * 2 * (tp - 1) / tp * nbytes / spec.interconnect_bytes_per_s
@@ -408,7 +404,7 @@ def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch
     from transformers import StaticCache
 
     config: Any = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text(config)
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     dtype = next(model.parameters()).dtype
@@ -417,6 +413,11 @@ def _static_cache(model: torch.nn.Module, batch: int, tokens: int, device: torch
     for layer in cache.layers:
         layer.device = device
     return cache
+
+
+def _text(config: Any) -> Any:
+    """The text decoder's config (a multimodal config holds it inside)."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def _kv_heads(text: Any) -> int:
