@@ -237,3 +237,25 @@ def test_moe_decode_reads_the_routed_experts_weights_by_hand() -> None:
     assert "top 2 distinct experts" in run.notes[0]
     # two tokens: 8 x (1 - 0.75^2) = 8 x 0.4375 = 3.5 experts expected
     assert expected_experts(8, 2, 2) == pytest.approx(3.5)
+
+
+def test_eager_estimate_from_the_devices_published_efficiency(run) -> None:  # type: ignore[no-untyped-def]
+    # a100-80gb in the catalogue: matrix products at 0.869 of 312 TFLOP/s, memory at 0.83 of 2039 GB/s, 20 us
+    # per operator launched; each operator max(FLOPs / achievable peak, bytes / achievable bandwidth) + 20 us
+    def eager(report):  # type: ignore[no-untyped-def]
+        total = 0.0
+        for r in report.records:
+            peak = 312e12 * (0.869 if r.family in ("matmul", "attention", "conv") else 1.0)
+            total += max(r.cost.flops / peak, r.cost.bytes / (2039e9 * 0.83)) + 2e-5
+        return total
+
+    est = run.estimate
+    assert est.next_step_seconds == pytest.approx(eager(run.decode_first), rel=1e-9)
+    assert est.prefill_seconds == pytest.approx(eager(run.prefill), rel=1e-9)
+    assert est.step_seconds[-1] == pytest.approx(eager(run.decode_last), rel=1e-9)
+    # eager decode at batch 1 is dominated by the launches: 20 us x the step's operators
+    assert est.next_step_seconds > len(run.decode_first.records) * 2e-5 > run.decode_first.roofline.total.seconds
+    data = run.as_dict()["estimate"]
+    assert data["tokens_per_second"] == pytest.approx(1 / est.tpot_seconds)
+    # a device without published efficiency figures has no estimate
+    assert llm(llama_2_7b(layers=1), hardware="t4", prompt=8, gen=2).estimate is None

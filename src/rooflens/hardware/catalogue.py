@@ -18,6 +18,11 @@ A file holds ``[[device]]`` tables::
     fp32 = "19.2 TFLOP/s"
     fp16 = "76.7 TFLOP/s"
 
+    [device.efficiency]               # optional: what eager kernels reach (sources in notes/comments)
+    matmul = 0.87                     # fraction of the peak large matrix products reach
+    memory = 0.83                     # fraction of the bandwidth streaming kernels reach
+    operator_seconds = 2e-5           # the framework's cost per operator launched
+
     [device.alignment]                # optional: elements per precision that channel sizes should be
     fp16 = 8                          # a multiple of (tensor cores, vector lanes); its source in a comment
 """
@@ -41,7 +46,7 @@ else:  # pragma: no cover
 
 UNPUBLISHED = "unpublished"
 _KEYS = frozenset({"id", "name", "vendor", "kind", "aliases", "memory", "bandwidth", "onchip", "interconnect",
-                   "source", "notes", "peak", "alignment", "extra"})
+                   "source", "notes", "peak", "alignment", "efficiency", "extra"})
 _REQUIRED = ("id", "name", "vendor", "kind", "bandwidth", "source", "peak")
 
 _registry: dict[str, HardwareSpec] | None = None  # id -> spec, built-in entries first, then registered ones
@@ -82,6 +87,7 @@ def spec_from_table(table: Mapping[str, Any], *, where: str) -> HardwareSpec:
             notes=str(table.get("notes", "")),
             aliases=table.get("aliases", ()),
             alignment=table.get("alignment", {}),
+            efficiency=table.get("efficiency", {}),
             extra=table.get("extra", {}),
         )
     except HardwareError as e:

@@ -166,7 +166,10 @@ class HardwareSpec:
     the device's matrix or vector units want channel and feature sizes to be (8 at fp16 on NVIDIA tensor
     cores, 16 fp32 lanes of AVX-512); only for precisions the device has a peak for.
     ``interconnect_bytes_per_s``: the device-to-device link, bytes/s in one direction per device (NVLink,
-    PCIe), what a ring all-reduce across devices runs at; None when not given.
+    PCIe), what a ring all-reduce across devices runs at; None when not given. ``efficiency``: what eager
+    kernels reach in practice, from published measurements (their sources in ``notes``): ``matmul`` and
+    ``memory``, the fractions of the peak and of the bandwidth that large matrix products and streaming
+    kernels achieve, and ``operator_seconds``, the framework's cost per operator launched.
     """
 
     id: str
@@ -182,6 +185,7 @@ class HardwareSpec:
     notes: str = ""
     aliases: tuple[str, ...] = ()
     alignment: Mapping[Precision, int] = field(default_factory=dict)  # elements, per precision
+    efficiency: Mapping[str, float] = field(default_factory=dict)  # matmul, memory (fractions), operator_seconds
     # free-form (measured: torch version, date, curves): what a hardware file holds (see _file_value)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -216,6 +220,7 @@ class HardwareSpec:
         if self.interconnect_bytes_per_s is not None:
             _check(float(self.interconnect_bytes_per_s), BANDWIDTH_BOUNDS, f"{where}: interconnect", "B/s")
         object.__setattr__(self, "alignment", _alignment(self.alignment, peaks, where))
+        object.__setattr__(self, "efficiency", _efficiency(self.efficiency, where))
         if isinstance(self.aliases, str) or not all(isinstance(a, str) for a in self.aliases):
             raise HardwareError(f"{where}: aliases must be a list of strings, e.g. aliases = [\"rtx-a4000\"]")
         aliases = tuple(a.lower() for a in self.aliases)
@@ -289,6 +294,7 @@ class HardwareSpec:
             "notes": self.notes,
             "aliases": list(self.aliases),
             **({"alignment": {p.value: n for p, n in self.alignment.items()}} if self.alignment else {}),
+            **({"efficiency": dict(self.efficiency)} if self.efficiency else {}),
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
@@ -313,6 +319,8 @@ class HardwareSpec:
         tables: dict[str, Any] = {"peak": {p.value: v for p, v in self.peak_flops_per_s.items()}}
         if self.alignment:
             tables["alignment"] = {p.value: n for p, n in self.alignment.items()}
+        if self.efficiency:
+            tables["efficiency"] = dict(self.efficiency)
         if self.extra:
             tables["extra"] = dict(self.extra)
         # "[[device]]" written here: tomli_w would inline a short device table as ``device = [{...}]``,
@@ -344,6 +352,24 @@ def _alignment(value: Any, peaks: Mapping[Precision, float], where: str) -> Mapp
             raise HardwareError(f"{where}: alignment.{p.value} is given but the device has no {p.value} peak")
         out[p] = n
     return MappingProxyType(dict(sorted(out.items(), key=_order)))
+
+
+EFFICIENCY_KEYS = {"matmul": (0.01, 1.0), "memory": (0.01, 1.0), "operator_seconds": (0.0, 1e-3)}
+
+
+def _efficiency(value: Any, where: str) -> Mapping[str, float]:
+    """``{"matmul": 0.87, "memory": 0.83, "operator_seconds": 5e-6}``, checked: known keys, plausible values."""
+    if not isinstance(value, Mapping):
+        raise HardwareError(f"{where}: efficiency must be a table, e.g. matmul = 0.87, memory = 0.83")
+    out: dict[str, float] = {}
+    for key, number in value.items():
+        bounds = EFFICIENCY_KEYS.get(key)
+        if bounds is None:
+            raise HardwareError(f"{where}: efficiency.{key} is not one of {', '.join(EFFICIENCY_KEYS)}")
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not bounds[0] <= number <= bounds[1]:
+            raise HardwareError(f"{where}: efficiency.{key} = {number!r} must be a number in {bounds[0]}..{bounds[1]}")
+        out[key] = float(number)
+    return MappingProxyType(out)
 
 
 def _file_value(value: Any, where: str) -> Any:

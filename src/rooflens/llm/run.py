@@ -86,6 +86,26 @@ class LLMMemory:
 
 
 @dataclass(frozen=True)
+class _Estimate:
+    """Times as eager PyTorch reaches them on the device (its catalogue ``efficiency``)."""
+
+    prefill_seconds: float
+    step_seconds: tuple[float, ...]  # contexts prompt .. prompt + gen - 2
+    next_step_seconds: float  # the step at context prompt (TPOT when gen = 1)
+
+    @property
+    def tpot_seconds(self) -> float:
+        return math.fsum(self.step_seconds) / len(self.step_seconds) if self.step_seconds else self.next_step_seconds
+
+    def as_dict(self, run: LLMRun) -> dict[str, Any]:
+        decode = math.fsum(self.step_seconds) + len(self.step_seconds) * run.allreduce_step_seconds
+        ttft = self.prefill_seconds + run.allreduce_prefill_seconds
+        tpot = self.tpot_seconds + run.allreduce_step_seconds
+        return {"kind": "eager PyTorch", "ttft_seconds": ttft, "tpot_seconds": tpot, "e2e_seconds": ttft + decode,
+                "tokens_per_second": run.batch / tpot}
+
+
+@dataclass(frozen=True)
 class LLMRun:
     """One generation: ``batch`` sequences, ``prompt`` tokens in, ``gen`` tokens out, on ``hardware``."""
 
@@ -103,6 +123,7 @@ class LLMRun:
     tp: int = 1  # tensor-parallel devices; the reports and the memory are one device's
     allreduce_prefill_seconds: float = 0.0  # the prefill's all-reduces between the tp devices
     allreduce_step_seconds: float = 0.0  # one decode step's
+    estimate: _Estimate | None = None  # eager PyTorch on the device, where the catalogue has its efficiency
 
     @property
     def ttft_seconds(self) -> float:
@@ -179,6 +200,7 @@ class LLMRun:
             "ttft_seconds": self.ttft_seconds, "tpot_seconds": self.tpot_seconds, "e2e_seconds": self.e2e_seconds,
             "tokens_per_second": self.tokens_per_second, "max_batch": self.max_batch,
             "memory": self.memory.as_dict(),
+            "estimate": self.estimate.as_dict(self) if self.estimate is not None else None,
             "prefill": _phase(self.prefill, self.memory.kv_bytes_prompt), "decode_first": _phase(self.decode_first),
             "decode_last": _phase(self.decode_last), "notes": list(self.notes),
             "time": "roofline (a lower bound on this device)",
@@ -306,7 +328,11 @@ def llm(
     if last_context - prompt >= 2:
         middle = prompt + (last_context - prompt) // 2
         _check_affine(first, last, _decode(setup, batch, middle), prompt, last_context, middle)
-    steps = _step_seconds(first, last, prompt, last_context) if gen > 1 else ()
+    steps = _step_seconds(first, last, prompt, last_context, _Clock.of(first, eager=False)) if gen > 1 else ()
+    eager = _Clock.of(first, eager=True) if spec.efficiency else None
+    estimate = None if eager is None else _Estimate(
+        eager.total(prefill), _step_seconds(first, last, prompt, last_context, eager) if gen > 1 else (),
+        eager.total(first))
     memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits, weight_bits,
                      _prefill_inputs(model, batch, prompt, all_logits))
     if any(r.op == "aten._grouped_mm" for r in first.records):
@@ -324,8 +350,14 @@ def llm(
         notes.append(f"tensor parallel over {tp} devices: one device's share of the work and memory; "
                      f"{_allreduces(model)} all-reduces a pass at {(spec.interconnect_bytes_per_s or 0) / 1e9:g} GB/s per "
                      "direction (ring), not overlapped with compute")
+    if estimate is not None:
+        eff = spec.efficiency
+        notes.append(f"estimate (eager PyTorch on {spec.id}): every operator as eager kernels reach the device - matrix "
+                     f"products at {eff.get('matmul', 1.0):.0%} of the peak, memory at {eff.get('memory', 1.0):.0%} of "
+                     f"the bandwidth, {eff.get('operator_seconds', 0.0) * 1e6:g} us launched - from the catalogue's "
+                     "published figures (its notes); not a fused serving engine")
     return LLMRun(setup, batch, prompt, gen, prefill, first, last, steps, memory, all_logits, tuple(notes), tp,
-                  prefill_comm, step_comm)
+                  prefill_comm, step_comm, estimate)
 
 
 def _shard(config: Any, tp: int) -> Any:
@@ -478,20 +510,47 @@ def _work(r: OpRecord) -> tuple[int, int, int]:
     return r.cost.flops, r.cost.bytes_read, r.cost.bytes_written
 
 
-def _step_seconds(first: Report, last: Report, lo: int, hi: int) -> tuple[float, ...]:
-    """The roofline time of every decode step from context ``lo`` to ``hi``: each operator's FLOPs and
-    bytes interpolated between the two analysed steps, timed at the roof, summed."""
-    roof = first.roofline
-    peak, bandwidth = roof.peak_flops_per_s, roof.bandwidth_bytes_per_s
+_PRODUCTS = frozenset({"matmul", "attention", "conv"})  # families that run as matrix-product kernels
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Time of one operator on a device: at the roof (``efficiency`` None), or as eager kernels reach it (the
+    fractions of the peak and bandwidth the device's ``efficiency`` gives, plus its cost per operator)."""
+
+    peak: float
+    bandwidth: float
+    matmul: float = 1.0
+    memory: float = 1.0
+    per_operator: float = 0.0
+
+    @classmethod
+    def of(cls, report: Report, *, eager: bool) -> _Clock:
+        roof = report.roofline
+        eff = roof.hardware.efficiency if eager else {}
+        return cls(roof.peak_flops_per_s, roof.bandwidth_bytes_per_s, eff.get("matmul", 1.0), eff.get("memory", 1.0),
+                   eff.get("operator_seconds", 0.0))
+
+    def seconds(self, flops: float, nbytes: float, family: str) -> float:
+        peak = self.peak * (self.matmul if family in _PRODUCTS else 1.0)
+        return max(flops / peak, nbytes / (self.bandwidth * self.memory)) + self.per_operator
+
+    def total(self, report: Report) -> float:
+        return math.fsum(self.seconds(r.cost.flops, r.cost.bytes, r.family) for r in report.records)
+
+
+def _step_seconds(first: Report, last: Report, lo: int, hi: int, clock: _Clock) -> tuple[float, ...]:
+    """The time of every decode step from context ``lo`` to ``hi`` on ``clock``: each operator's FLOPs and
+    bytes interpolated between the two analysed steps, timed, summed."""
     if hi == lo:
-        return (roof.total.seconds,)
-    pairs = [(a.cost.flops, b.cost.flops, a.cost.bytes, b.cost.bytes)
+        return (clock.total(first),)
+    pairs = [(a.cost.flops, b.cost.flops, a.cost.bytes, b.cost.bytes, a.family)
              for a, b in zip(first.records, last.records, strict=True)]
     steps = []
     for context in range(lo, hi + 1):
         t = (context - lo) / (hi - lo)
-        steps.append(math.fsum(max((f0 + (f1 - f0) * t) / peak, (b0 + (b1 - b0) * t) / bandwidth)
-                               for f0, f1, b0, b1 in pairs))
+        steps.append(math.fsum(clock.seconds(f0 + (f1 - f0) * t, b0 + (b1 - b0) * t, family)
+                               for f0, f1, b0, b1, family in pairs))
     return tuple(steps)
 
 

@@ -97,6 +97,13 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
     labels = [("Max batch", f"{largest} (weights, and per sequence its KV cache at {first.prompt + first.gen - 1} "
                             f"tokens or its share of the prefill's peak, in {bytes3(hw.memory_bytes or 0, unit)})"
                if largest is not None else "? (the device's memory is not known)")]
+    for run in runs:
+        est = run.as_dict()["estimate"]
+        if est is not None:
+            labels.append((f"Eager estimate, batch {run.batch}",
+                           (f"TTFT {seconds_text(est['ttft_seconds'])}, TPOT {seconds_text(est['tpot_seconds'])}, "
+                           f"{est['tokens_per_second']:,.0f} tokens/s (eager PyTorch at the device's published "
+                           "efficiency; see the notes)")))
     blocks: list[Any] = [Heading(title), Labels(labels), Gap(), Grid(SUMMARY, [_summary_row(r, unit) for r in runs],
                                                                    NUMERIC),
                          Gap(), Grid(PHASES, phases, NUMERIC), Gap()]
