@@ -144,6 +144,13 @@ class OpRecord:
     phase: str = "forward"  # "backward" for the operators of the backward pass
     family: str = ""  # the formula family of the operator ("conv", "matmul", ...); "" without a formula
 
+    @property
+    def weight_bytes_read(self) -> int:
+        """The part of its read bytes that are parameters and buffers: up to the size of those operands (an
+        embedding reads only the rows it looks up)."""
+        weights = sum(t.nbytes for t in self.inputs if t.kind in (TensorKind.PARAMETER, TensorKind.BUFFER))
+        return min(self.cost.bytes_read, weights)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "op": self.op,

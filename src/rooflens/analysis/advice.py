@@ -42,41 +42,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from rooflens.analysis.calibrated import can_calibrate, predict
+from rooflens.analysis.counted import Counted
 from rooflens.analysis.modules import lineage
 from rooflens.analysis.roofline import roofline
 from rooflens.errors import InputError
 from rooflens.formulas.conv import conv_cost
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
-from rooflens.types import Convention, ModuleNode, OpRecord, TensorKind, TensorMeta
-
-
-class Advisable(Protocol):
-    """What :func:`advise` reads of a report (a structural type: the report layer sits above this one)."""
-
-    @property
-    def records(self) -> Sequence[OpRecord]: ...
-
-    @property
-    def modules(self) -> Mapping[str, ModuleNode]: ...
-
-    @property
-    def inputs(self) -> Sequence[TensorMeta]: ...
-
-    @property
-    def precision(self) -> Precision: ...
-
-    @property
-    def convention(self) -> Convention: ...
-
-    @property
-    def hardware(self) -> HardwareSpec | None: ...
-
-    @property
-    def weight_bytes(self) -> int: ...
+from rooflens.types import ModuleNode, OpRecord, TensorKind, TensorMeta
 
 
 class Rule(str, enum.Enum):
@@ -268,7 +244,7 @@ class Options:
 
 @dataclass(frozen=True)
 class _Context:
-    counted: Advisable
+    counted: Counted
     records: Sequence[OpRecord]
     convs: Mapping[int, _Conv]
     subtree: Mapping[str, tuple[int, ...]]  # module path -> forward kernel records made in it or below
@@ -306,7 +282,7 @@ class _Context:
         return sum(dev.roofline_seconds[i] for i in indices) if dev else 0.0
 
 
-def _context(counted: Advisable, hardware: HardwareSpec | str | None, options: Options) -> _Context:
+def _context(counted: Counted, hardware: HardwareSpec | str | None, options: Options) -> _Context:
     records = counted.records
     spec = get_hardware(hardware) if hardware is not None else counted.hardware
     device = None
@@ -625,8 +601,7 @@ def batch_to_ridge(ctx: _Context) -> list[Finding]:
         return []
     records = ctx.records
     flops = [r.cost.flops for r in records]
-    weights = [min(r.cost.bytes, sum(t.nbytes for t in r.inputs if t.kind in (TensorKind.PARAMETER, TensorKind.BUFFER)))
-               for r in records]
+    weights = [r.weight_bytes_read for r in records]
     acts = [r.cost.bytes - w for r, w in zip(records, weights)]
     f, w, a = sum(flops), sum(weights), sum(acts)
     r_ = dev.ridge
@@ -721,7 +696,7 @@ RULES: Mapping[Rule, Callable[[_Context], list[Finding]]] = MappingProxyType({
 
 
 def advise(
-    counted: Advisable,
+    counted: Counted,
     *,
     hardware: HardwareSpec | str | None = None,
     rules: Sequence[Rule | str] | None = None,

@@ -88,26 +88,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
+from rooflens.analysis.counted import Counted
 from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError
 from rooflens.formulas import REGISTRY
 from rooflens.hardware.spec import HardwareSpec, Precision
-from rooflens.types import ModuleNode, OpRecord, TensorMeta
-
-
-class Counted(Protocol):
-    """What :func:`predict` reads of a report (a structural type: the report layer sits above this one)."""
-
-    @property
-    def records(self) -> Sequence[OpRecord]: ...
-
-    @property
-    def modules(self) -> Mapping[str, ModuleNode]: ...
-
-    @property
-    def precision(self) -> Precision: ...
+from rooflens.types import OpRecord, TensorMeta
 
 # ---- operator kinds ---------------------------------------------------------------------------------
 # An operator's kind follows from its formula family (``OpRecord.family``, the family of the operator's

@@ -58,12 +58,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
+from rooflens.analysis.counted import Counted
 from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.spec import HardwareSpec, Precision
-from rooflens.types import ModuleNode, OpRecord, TensorKind, TensorMeta
+from rooflens.types import OpRecord, TensorKind, TensorMeta
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -362,25 +363,6 @@ def energy_table(
 
 # ---- the estimate -------------------------------------------------------------------------------------
 
-class EnergyCounted(Protocol):
-    """What :func:`estimate_energy` reads of a report (a structural type: the report layer sits above this one)."""
-
-    @property
-    def records(self) -> Sequence[OpRecord]: ...
-
-    @property
-    def modules(self) -> Mapping[str, ModuleNode]: ...
-
-    @property
-    def precision(self) -> Precision: ...
-
-    @property
-    def hardware(self) -> HardwareSpec | None: ...
-
-    @property
-    def inputs(self) -> Sequence[TensorMeta]: ...
-
-
 COMPUTE = "compute"
 MEMORY = "memory"
 NONE = "none"
@@ -530,7 +512,7 @@ class EnergyEstimate:
 
 
 def estimate_energy(
-    report: EnergyCounted,
+    report: Counted,
     *,
     hardware: HardwareSpec | None = None,
     table: EnergyTable | None = None,

@@ -222,9 +222,6 @@ def _phase(report: Report, cache_kept_bytes: int = 0) -> dict[str, Any]:
             "mbu": total.bytes / seconds / roof.bandwidth_bytes_per_s}
 
 
-_WEIGHTS = (TensorKind.PARAMETER, TensorKind.BUFFER)
-
-
 def phase_bytes(report: Report, *, cache_kept_bytes: int = 0) -> dict[str, int]:
     """The phase's bytes by what they are: weights (and buffers) read, KV cache read, KV cache written, and
     activations (everything else, read and written). Per operator: its read bytes go to the weights up to the
@@ -235,7 +232,7 @@ def phase_bytes(report: Report, *, cache_kept_bytes: int = 0) -> dict[str, int]:
     weights = kv_read = kv_written = activations = 0
     for r in report.records:
         read = r.cost.bytes_read
-        w = min(read, sum(t.nbytes for t in r.inputs if t.kind in _WEIGHTS))
+        w = r.weight_bytes_read
         writes_cache = any(t.kind is TensorKind.CACHE for t in r.outputs)
         c = 0 if writes_cache else min(read - w, sum(t.nbytes for t in r.inputs if t.kind is TensorKind.CACHE))
         weights += w

@@ -7,7 +7,7 @@
   interactive roofline (:mod:`rooflens.report.html_charts`), the module tree as a collapsible table with
   sortable columns, the memory timeline (``memory=``), the device comparison (``devices=``), the footer
   (totals, what was not counted) and any number of extra sections (``sections=``: advice, energy, ...).
-- Interactivity: ~200 lines of plain JavaScript (``assets/report.js``) and its stylesheet, inlined. The
+- Interactivity: ~250 lines of plain JavaScript (``assets/report.js``) and its stylesheet, inlined. The
   numbers are in the markup (``data-v``: the base-unit value a column sorts by) and in a JSON block
   (``<script type="application/json" class="rl-data">``: the Report's JSON without the operators, the
   charts' points, the sampled memory timeline) from which the hover texts are read.

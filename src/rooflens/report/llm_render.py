@@ -81,15 +81,14 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
     first = runs[0]
     hw = first.prefill.hardware
     assert hw is not None
-    data = first.as_dict()
-    bits = "".join(f", {what} {data[key]}-bit" for what, key in (("weights", "weight_bits"), ("KV cache", "kv_bits"))
-                   if data.get(key))
-    bits += f", tensor parallel over {data['tp']} (per device)" if data.get("tp", 1) > 1 else ""
+    datas = [run.as_dict() for run in runs]  # once per run: the phases' byte splits and the estimate
+    bits = "".join(f", {what} {datas[0][key]}-bit" for what, key in (("weights", "weight_bits"),
+                                                                      ("KV cache", "kv_bits")) if datas[0].get(key))
+    bits += f", tensor parallel over {datas[0]['tp']} (per device)" if datas[0].get("tp", 1) > 1 else ""
     title = (f"{first.name} on {hw.id}: prompt {first.prompt}, {first.gen} generated tokens, "
              f"{first.prefill.precision.value} compute{bits} (roofline times)")
     phases = []
-    for run in runs:
-        data = run.as_dict()
+    for run, data in zip(runs, datas, strict=True):
         phases += [_phase_row(f"prefill (batch {run.batch})", run.prompt, data["prefill"], unit),
                    _phase_row(f"decode (batch {run.batch})", run.prompt, data["decode_first"], unit),
                    _phase_row(f"decode (batch {run.batch})", run.prompt + max(run.gen - 2, 0), data["decode_last"], unit)]
@@ -97,8 +96,8 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
     labels = [("Max batch", f"{largest} (weights, and per sequence its KV cache at {first.prompt + first.gen - 1} "
                             f"tokens or its share of the prefill's peak, in {bytes3(hw.memory_bytes or 0, unit)})"
                if largest is not None else "? (the device's memory is not known)")]
-    for run in runs:
-        est = run.as_dict()["estimate"]
+    for run, data in zip(runs, datas, strict=True):
+        est = data["estimate"]
         if est is not None:
             labels.append((f"Eager estimate, batch {run.batch}",
                            (f"TTFT {seconds_text(est['ttft_seconds'])}, TPOT {seconds_text(est['tpot_seconds'])}, "
@@ -109,12 +108,11 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
                          Gap(), Grid(PHASES, phases, NUMERIC), Gap()]
     blocks += [Note(n) for n in dict.fromkeys(n for r in runs for n in r.notes)]
     if depth is not None:
-        for title, report in ((f"Prefill (batch {first.batch})", first.prefill),
-                              (f"Decode step at {first.prompt} (batch {first.batch})", first.decode_first)):
-            blocks += [Gap(), Heading(title), ReportView(report, depth, unit)]
-    rows = [{k: v for k, v in r.as_dict().items() if not isinstance(v, (dict, list))} for r in runs]
-    return Document(title=title, blocks=tuple(blocks), data=lambda: {"runs": [r.as_dict() for r in runs]},
-                    csv=lambda: records_csv(rows))
+        for heading, report in ((f"Prefill (batch {first.batch})", first.prefill),
+                                (f"Decode step at {first.prompt} (batch {first.batch})", first.decode_first)):
+            blocks += [Gap(), Heading(heading), ReportView(report, depth, unit)]
+    rows = [{k: v for k, v in d.items() if not isinstance(v, (dict, list))} for d in datas]
+    return Document(title=title, blocks=tuple(blocks), data=lambda: {"runs": datas}, csv=lambda: records_csv(rows))
 
 
 def plot_sweep(runs: Sequence[RunLike], path: str | Path, *, dpi: float = 150) -> Path:
