@@ -70,6 +70,7 @@ class Row:
     engine: str
     source: str
     note: str = ""
+    weight_group: int | None = None  # quantized rows: weights per 16-bit scale (-1: one per row)
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ METRICS: dict[str, tuple[str, str, Callable[[Any, Row], float]]] = {
 
 
 def _r(key: str, model: str, pub_model: str, hw: str, prec: str, wbits: int | None, tp: int, batch: int,
-       prompt: int, gen: int, metric: str, published: float, engine: str, source: str, note: str = "") -> Row:
-    return Row(key, model, pub_model, hw, prec, wbits, tp, batch, prompt, gen, metric, published, engine, source, note)
+       prompt: int, gen: int, metric: str, published: float, engine: str, source: str, note: str = "",
+       group: int | None = None) -> Row:
+    return Row(key, model, pub_model, hw, prec, wbits, tp, batch, prompt, gen, metric, published, engine, source, note,
+               group)
 
 
 ROWS: list[Row] = [
@@ -110,11 +113,11 @@ ROWS: list[Row] = [
     _r("gptfast-7b", "llama-2-7b", "Llama-2-7B", "a100-80gb", "bf16", None, 1, 1, 5, 200, "tok/s (b1, e2e)",
        104.9, "gpt-fast", GPTFAST + ", row Llama-2-7B Base", "GPU power-limited to 330 W"),
     _r("gptfast-7b-int8", "llama-2-7b", "Llama-2-7B", "a100-80gb", "bf16", 8, 1, 1, 5, 200, "tok/s (b1, e2e)",
-       155.58, "gpt-fast", GPTFAST + ", row 8-bit (int8 weight-only)", "330 W"),
+       155.58, "gpt-fast", GPTFAST + ", row 8-bit (int8 weight-only)", "330 W; a scale per output channel", -1),
     _r("gptfast-7b-int4", "llama-2-7b", "Llama-2-7B", "a100-80gb", "bf16", 4, 1, 1, 5, 200, "tok/s (b1, e2e)",
-       196.80, "gpt-fast", GPTFAST + ", row 4-bit (G=32)", "330 W; group-32 scales not counted by rooflens"),
+       196.80, "gpt-fast", GPTFAST + ", row 4-bit (G=32)", "330 W; group-32 scales counted, its zero points not", 32),
     _r("gptfast-70b-int8", "llama-2-70b", "Llama-2-70B", "a100-80gb", "bf16", 8, 1, 1, 5, 200, "tok/s (b1, e2e)",
-       19.13, "gpt-fast", GPTFAST + ", row Llama-2-70B 8-bit", "330 W"),
+       19.13, "gpt-fast", GPTFAST + ", row Llama-2-70B 8-bit", "330 W; a scale per output channel", -1),
     _r("gptfast-7b-tp8", "llama-2-7b", "Llama-2-7B", "a100-80gb", "bf16", None, 8, 1, 5, 200, "tok/s (b1, e2e)",
        328.43, "gpt-fast", GPTFAST + ", 'Tensor Parallelism' table, Llama-2-7B 8 GPUs", "330 W"),
     _r("gptfast-70b-tp8", "llama-2-70b", "Llama-2-70B", "a100-80gb", "bf16", None, 8, 1, 5, 200, "tok/s (b1, e2e)",
@@ -161,10 +164,10 @@ ROWS: list[Row] = [
        "prefill tok/s", 11048.22, "llama.cpp", LLAMACPP_4766 + ", row llama 7B F16 pp 512"),
     _r("llamacpp-4090-q8-tg", "llama-2-7b", "llama 7B Q8_0 (codellama-7b)", "rtx-4090", "fp16", 8, 1, 1, 1, 128,
        "tok/s (b1, e2e)", 98.13, "llama.cpp", LLAMACPP_4766 + ", row llama 7B Q8_0 tg 128",
-       "Q8_0 stores 8.5 bits a weight (block scales not counted)"),
+       "Q8_0: blocks of 32 weights with a 16-bit scale, 8.5 bits a weight", 32),
     _r("llamacpp-3090-q4-tg", "llama-2-7b", "llama 7B Q4_0", "rtx-3090", "fp16", 4, 1, 1, 1, 128, "tok/s (b1, e2e)",
        121.82, "llama.cpp", LLAMACPP_4766_JG + ", row llama 7B Q4_0 tg128",
-       "Q4_0 stores 4.5 bits a weight (block scales not counted)"),
+       "Q4_0: blocks of 32 weights with a 16-bit scale, 4.5 bits a weight", 32),
     # --- vLLM, one request at a time, on an A100 40GB
     _r("vllm-a100-40gb-c1", "llama-3.1-8b", "Llama-3.1-8B-Instruct", "a100-40gb", "bf16", None, 1, 1, 1024, 128,
        "decode tok/s", 75.0, "vLLM 0.23.0", MUSGRAVE, "'about' 75: rounded in the post"),
@@ -218,7 +221,8 @@ def _hardware(hw_id: str) -> Any:
 
 
 def _settings(row: Row) -> str:
-    quant = f" w{row.weight_bits}" if row.weight_bits else ""
+    group = {None: "", -1: "r"}.get(row.weight_group, f"g{row.weight_group}")
+    quant = f" w{row.weight_bits}{group}" if row.weight_bits else ""
     tp = f" tp{row.tp}" if row.tp > 1 else ""
     return f"{row.precision}{quant}{tp} b{row.batch} {row.prompt}/{row.gen}"
 
@@ -243,14 +247,16 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     for row in rows:
-        setup = (row.model, row.hw, row.precision, row.weight_bits, row.tp, row.batch, row.prompt, row.gen)
+        setup = (row.model, row.hw, row.precision, row.weight_bits, row.weight_group, row.tp, row.batch, row.prompt,
+                 row.gen)
         unit, kind, ours_of = METRICS[row.metric]
         entry: dict[str, Any] = {**dataclasses.asdict(row), "unit": unit, "kind": kind}
         try:
             if setup not in runs:
                 t0 = time.perf_counter()
                 runs[setup] = llm(row.model, hardware=_hardware(row.hw), prompt=row.prompt, gen=row.gen,
-                                  batch=row.batch, precision=row.precision, weight_bits=row.weight_bits, tp=row.tp)
+                                  batch=row.batch, precision=row.precision, weight_bits=row.weight_bits,
+                                  weight_group=row.weight_group, tp=row.tp)
                 entry["analysis_s"] = round(time.perf_counter() - t0, 2)
             run = runs[setup]
             ours = ours_of(run, row)
@@ -308,8 +314,8 @@ def main() -> None:
         for e in results:
             print(f"  {e['key']}: {e['source']}" + (f" [{e['note']}]" if e["note"] else ""))
     print(json.dumps({"bench": "llm_accuracy", "wall_s": round(wall, 1), "analyses": len(runs),
-                      "rows": [{k: e.get(k) for k in ("key", "model", "hw", "precision", "weight_bits", "tp", "batch",
-                                                     "prompt", "gen", "metric", "unit", "published", "ours", "ratio",
+                      "rows": [{k: e.get(k) for k in ("key", "model", "hw", "precision", "weight_bits", "weight_group",
+                                                     "tp", "batch", "prompt", "gen", "metric", "unit", "published", "ours", "ratio",
                                                      "roof_over_measured", "engine", "error")} for e in results],
                       "summary": summary, "skipped": [dataclasses.asdict(s) for s in SKIPPED]}))
 

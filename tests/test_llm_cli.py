@@ -28,6 +28,22 @@ def test_cli_llm_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert eight["tokens_per_second"] > one["tokens_per_second"] and eight["tpot_seconds"] > one["tpot_seconds"]
 
 
+def test_cli_llm_quantization_options(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["llm", "llama-2-7b", "--hw", "h100-sxm", "--prompt", "128", "--gen", "2", "-f", "json"]
+    assert main([*base, "--weight-bits", "4", "--weight-group", "row"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert (run["weight_bits"], run["weight_group"]) == (4, -1)
+    # 6,738,415,616 weights at half a byte, a 2-byte scale per row: rows 2 x 32,000 (embedding, LM head)
+    # + 32 layers x (4 x 4096 + 2 x 11008 + 4096) = 1,423,872 rows -> 2,847,744 bytes
+    assert run["memory"]["weight_bytes"] == 6_738_415_616 // 2 + 2_847_744
+    assert main([*base, "--precision", "int8", "--weight-group", "none"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["precision"] == "int8" and run["weight_bits"] == 8 and run["weight_group"] is None
+    assert run["memory"]["weight_bytes"] == 6_738_415_616  # W8A8: a byte a weight
+    assert main([*base, "--weight-group", "0"]) == 2
+    assert "give a group size" in capsys.readouterr().err
+
+
 def test_rooflens_llm_is_the_function() -> None:
     import rooflens
     import rooflens.llm.configs  # importing a submodule must not rebind the name

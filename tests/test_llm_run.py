@@ -3,9 +3,13 @@ number derived by hand below (issue 12's "tests that must pass")."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from test_calibrated import make_spec
 
+from rooflens.errors import InputError
 from rooflens.formulas.matmul import expected_experts
 from rooflens.llm import CONFIGS, build_model
 from rooflens.llm.run import llm, phase_bytes
@@ -136,8 +140,9 @@ def test_bytes_by_what_they_are(run) -> None:  # type: ignore[no-untyped-def]
 
 def test_weight_only_and_kv_quantization_by_hand() -> None:
     # 2 layers: embeddings 131,072,000 + 2 x (202,375,168 + 2 x 4096) + 4096 + LM head 131,072,000 = 666,914,816
-    run = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2, weight_bits=4, kv_bits=8)
-    assert run.memory.weight_bytes == 666_914_816 // 2  # 4 bits a weight (group-wise scales not counted)
+    run = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2, weight_bits=4, kv_bits=8,
+              weight_group=None)
+    assert run.memory.weight_bytes == 666_914_816 // 2  # 4 bits a weight (scales not counted: weight_group=None)
     assert run.memory.kv_bytes_per_token == 2 * 2 * D * 1  # K and V, 2 layers, 4096, 1 byte
     decode = phase_bytes(run.decode_first)
     # 65 cached + new tokens at 1 byte: 2 x 2 x 4096 x 65 = 1,064,960
@@ -148,6 +153,51 @@ def test_weight_only_and_kv_quantization_by_hand() -> None:
     assert weights <= decode["weight_bytes_read"] <= weights + 300
     assert run.decode_first.total().macs == llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64,
                                                  gen=2).decode_first.total().macs  # compute unchanged
+
+
+def test_group_wise_scales_in_the_weight_bytes_by_hand() -> None:
+    # the 2-D weights of 2 layers: 666,914,816 - 5 norms x 4096 = 666,894,336; every row (4096 or 11008 =
+    # 86 x 128 long) splits into groups of 128, one 2-byte scale each: 666,894,336 / 128 x 2 = 10,420,224
+    run = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2, weight_bits=4)  # groups of 128
+    assert run.memory.weight_bytes == 666_914_816 // 2 + 10_420_224 == 343_877_632
+    # a decode step reads the linear weights with their scales, (2 x 202,375,168 + 131,072,000) x (1/2 + 2/128)
+    # = 267,911,168 + 8,372,224, and one embedding row, 4096 / 2 + 4096 / 128 x 2 = 2,112; norms 5 x 2,048
+    linear = 2 * LAYER_MACS + HEAD_MACS
+    weights = linear // 2 + linear // 64 + 2_112 + 5 * D // 2
+    assert weights <= phase_bytes(run.decode_first)["weight_bytes_read"] <= weights + 300
+    # one scale per row: rows of the embedding 32,000, of each layer 4 x 4096 + 2 x 11008 + 4096 = 42,496,
+    # of the LM head 32,000: 148,992 x 2 bytes = 297,984
+    per_row = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=64, gen=2, weight_bits=4, weight_group=-1)
+    assert per_row.memory.weight_bytes == 666_914_816 // 2 + 297_984
+    assert run.as_dict()["weight_group"] == 128 and per_row.as_dict()["weight_group"] == -1
+
+
+def test_w8a8_runs_the_products_at_the_int8_peak() -> None:
+    fp16 = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=2048, gen=2)
+    int8 = llm(llama_2_7b(layers=2), hardware="a100-80gb", prompt=2048, gen=2, precision="int8", weight_group=-1)
+    assert int8.prefill.roofline.peak_flops_per_s == 624e12 == 2 * fp16.prefill.roofline.peak_flops_per_s
+    assert int8.prefill.total().macs == fp16.prefill.total().macs  # the same work
+    # weights at one byte with a scale per row (297,984 bytes, as above); the KV cache stays 16-bit
+    assert int8.memory.weight_bytes == 666_914_816 + 297_984
+    assert int8.memory.kv_bytes_per_token == fp16.memory.kv_bytes_per_token == 2 * 2 * D * 2
+    # the prefill at 2048 tokens is compute-bound in its products: their time halves at twice the peak
+    prods = [(a, b) for a, b in zip(fp16.prefill.roofline.ops, int8.prefill.roofline.ops, strict=True)
+             if a.bound.value == "compute" and b.bound.value == "compute"]
+    assert len(prods) >= 7 * 2 and all(math.isclose(b.seconds * 2, a.seconds) for a, b in prods)
+    # activations in memory are 16-bit: the residual stream entering the first layer is 2048 x 4096 x 2 bytes
+    assert any(t.nbytes == 2048 * D * 2 for r in int8.prefill.records for t in r.outputs)
+
+
+def test_a_measured_device_gives_the_calibrated_estimate() -> None:
+    spec = make_spec()  # tests/test_calibrated.py's hand-built measured CPU
+    run = llm(llama_2_7b(layers=1), hardware=spec, prompt=16, gen=5, precision="fp32")
+    assert run.estimate is not None and run.estimate.kind == "calibrated on the measured device"
+    assert run.prefill.calibrated is not None and run.decode_first.calibrated is not None
+    assert run.estimate.prefill_seconds == run.prefill.calibrated.total_seconds
+    # 4 steps at contexts 16 .. 19, on the line through the first and the last analysed step
+    a, b = run.decode_first.calibrated.total_seconds, run.decode_last.calibrated.total_seconds
+    assert run.estimate.step_seconds == pytest.approx([a, a + (b - a) / 3, a + 2 * (b - a) / 3, b])
+    assert any("calibrated on the measured device" in n for n in run.notes)
 
 
 def test_max_batch_by_hand(run) -> None:  # type: ignore[no-untyped-def]
@@ -192,8 +242,10 @@ def test_a_module_that_is_not_a_transformers_decoder_is_named() -> None:
 def test_bad_input_is_named() -> None:
     with pytest.raises(Exception, match="prompt=0 must be a whole number >= 1"):
         llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=0, gen=1)
-    with pytest.raises(Exception, match="precision 'int8'"):
-        llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=8, gen=1, precision="int8")
+    with pytest.raises(InputError, match="precision 'fp8'"):
+        llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=8, gen=1, precision="fp8")
+    with pytest.raises(InputError, match="weight_group=0 must be"):
+        llm(llama_2_7b(layers=1), hardware="a100-80gb", prompt=8, gen=1, weight_bits=4, weight_group=0)
 
 
 def test_tensor_parallel_halves_weights_and_kv_and_adds_the_all_reduces_by_hand() -> None:

@@ -89,6 +89,28 @@ def test_weight_and_activation_bits_apart():
     assert lin.total().bytes_read == 3 * 4 + 2 + 1
 
 
+def test_group_wise_scales_in_the_weight_bytes():
+    # Linear(256, 64) at 4 bits in groups of 128: weight 64 x 256 / 2 = 8,192 bytes + 64 rows x 2 groups x 2 bytes
+    # = 256 bytes of scales; bias 64 / 2 = 32 (one-dimensional: no scales); input 256 x 4 = 1,024
+    lin = rooflens.analyze(nn.Linear(256, 64), input_size=(1, 256), weight_bits=4, weight_group=128)
+    assert lin.total().bytes_read == 1_024 + 8_192 + 256 + 32
+    assert lin.weight_bytes == 8_192 + 256 + 32 and lin.weight_scale_bytes == 256
+    # one scale per row (-1): 64 x 2 = 128 bytes; the transposed view the product reads has rows of 64, the
+    # weight's rows are what carry the scales
+    per_row = rooflens.analyze(nn.Linear(256, 64), input_size=(1, 256), weight_bits=4, weight_group=-1)
+    assert per_row.total().bytes_read == 1_024 + 8_192 + 128 + 32
+    # an embedding reads the rows it gathers with their scales: 10 rows x 256 / 2 = 1,280 + 10 x 2 x 2 = 40,
+    # indices 10 x 8 = 80; the model size has every row's: 1000 x 256 / 2 + 1000 x 2 x 2 = 132,000
+    emb = rooflens.analyze(nn.Embedding(1000, 256), torch.zeros(1, 10, dtype=torch.long), weight_bits=4,
+                           weight_group=128)
+    assert emb.total().bytes_read == 1_280 + 40 + 80 and emb.weight_bytes == 132_000
+    assert emb.to_dict()["precision"]["weight_group"] == 128
+    with pytest.raises(InputError, match="give weight_bits too"):
+        rooflens.analyze(nn.Linear(4, 4), input_size=(1, 4), weight_group=128)
+    with pytest.raises(InputError, match="weight_group=0 must be"):
+        rooflens.analyze(nn.Linear(4, 4), input_size=(1, 4), weight_bits=4, weight_group=0)
+
+
 def test_integer_tensors_keep_their_width():
     # Embedding(100, 16) on 1x8 int64 indices at int8: indices stay 8 bytes each, gathered rows 1 byte per element
     r = rooflens.analyze(nn.Embedding(100, 16), inputs=torch.zeros(1, 8, dtype=torch.long), precision="int8")

@@ -16,7 +16,7 @@ from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.measurement import measure as measure_latency
 from rooflens.report.report import Report
-from rooflens.types import Convention, TensorMeta, Widths
+from rooflens.types import SCALE_BITS, Convention, TensorKind, TensorMeta, Widths, scales_of
 
 
 def analyze(
@@ -33,6 +33,7 @@ def analyze(
     weight_bits: int | None = None,
     act_bits: int | None = None,
     kv_bits: int | None = None,
+    weight_group: int | None = None,
     backward: bool = False,
     measure: bool = False,
     value_checks: str = "assume",
@@ -56,6 +57,10 @@ def analyze(
     of the other floating-point tensors, overriding ``precision`` (e.g. 4-bit weights, 16-bit activations).
     ``kv_bits``: bits per element of the key/value cache an input carries (a ``transformers`` cache object;
     its tensors are recorded with kind ``cache``; default: as activations).
+    ``weight_group``: quantized weights carry scales: one 16-bit scale per ``weight_group`` elements along
+    each row of every floating-point parameter of two or more dimensions (128: GPTQ's and AWQ's usual
+    groups; -1: one per row, per output channel), counted in the weight bytes each operator reads and in
+    ``report.weight_bytes``; needs ``weight_bits`` (or an integer ``precision``).
     ``backward``: also count the backward pass of ``loss = sum of the outputs`` (gradients for the
     parameters that require grad), from the real backward operators; records carry ``phase``.
     ``measure``: also time real forward passes on the model's device (10 warm-up calls, the median of
@@ -75,8 +80,8 @@ def analyze(
     with isolated():
         return _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
                         convention=convention, name=name, hardware=hardware, precision=precision,
-                        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, backward=backward,
-                        measure=measure, value_checks=value_checks)
+                        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, weight_group=weight_group,
+                        backward=backward, measure=measure, value_checks=value_checks)
 
 
 def _analyze(
@@ -93,6 +98,7 @@ def _analyze(
     weight_bits: int | None,
     act_bits: int | None,
     kv_bits: int | None,
+    weight_group: int | None,
     backward: bool,
     measure: bool,
     value_checks: str,
@@ -106,8 +112,11 @@ def _analyze(
     default_bits = compute.bits if precision is not None else None
     widths = Widths(
         parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits,
-        parse_bits(kv_bits, "kv_bits"),
+        parse_bits(kv_bits, "kv_bits"), _weight_group(weight_group),
     )
+    if widths.weight_group is not None and widths.weight_bits is None:
+        raise InputError(f"weight_group={weight_group}: scales belong to quantized weights; give weight_bits too "
+                         "(e.g. weight_bits=4, weight_group=128)")
     in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or dt or torch.float32
     args, kwargs = model_inputs(inputs, input_size, in_dtype)
     options = Options(convention=conv, widths=widths, backward=bool(backward))
@@ -137,10 +146,33 @@ def _analyze(
         weight_bits=widths.weight_bits,
         act_bits=widths.act_bits,
         kv_bits=widths.cache_bits,
+        weight_group=widths.weight_group,
+        weight_scale_bytes=_scale_bytes(model, widths),
         hardware=spec,
         backward=bool(backward),
         measurement=measurement,
     )
+
+
+def _weight_group(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
+        raise InputError(f"weight_group={value!r} must be a whole number of elements >= 1 (e.g. 128), or -1 for "
+                         "one scale per row")
+    return value
+
+
+def _scale_bytes(model: torch.nn.Module, widths: Widths) -> int:
+    """Bytes of the quantization scales of the model's parameters (each tensor once)."""
+    if widths.weight_group is None:
+        return 0
+    total = 0
+    for p in model.parameters():
+        shape = tuple(p.shape)
+        if p.is_floating_point():
+            total += scales_of(p.numel(), widths.group_for(TensorKind.PARAMETER, shape)) * SCALE_BITS // 8
+    return total
 
 
 def _hardware(hardware: HardwareSpec | str | None) -> HardwareSpec | None:

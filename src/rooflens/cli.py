@@ -40,6 +40,7 @@ from rooflens.api import analyze
 from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
+from rooflens.llm.run import DEFAULT_WEIGHT_GROUP
 from rooflens.report.advice_render import advice_document
 from rooflens.report.compare import compare
 from rooflens.report.document import RENDERERS, Document, Gap, Grid, Note, print_document, report_document
@@ -139,6 +140,15 @@ def _bits(text: str) -> int:
     value = _non_negative(text)
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError(f"{value} bits: give 1 to 64 (e.g. 8 for INT8, 4 for INT4)")
+    return value
+
+
+def _weight_group(text: str) -> int | None:
+    if text.lower() in ("none", "row"):
+        return None if text.lower() == "none" else -1
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give a group size >= 1 (e.g. 128), row or none")
     return value
 
 
@@ -421,10 +431,14 @@ def _add_llm(sub: Any) -> None:
     p.add_argument("--prompt", type=_positive, default=512, help="prompt tokens per sequence (default 512)")
     p.add_argument("--gen", type=_positive, default=128, help="generated tokens per sequence (default 128)")
     p.add_argument("--batch", "-b", type=batch_sizes, default=[1], metavar="1,8,32", help="batch sizes (default 1)")
-    p.add_argument("--precision", "-p", choices=("fp32", "fp16", "bf16"), default="fp16",
-                   help="weights, activations and KV cache dtype, and the device's peak (default fp16)")
+    p.add_argument("--precision", "-p", choices=("fp32", "fp16", "bf16", "int8"), default="fp16",
+                   help="weights, activations and KV cache dtype, and the device's peak (default fp16); int8: W8A8, "
+                   "matrix products at the int8 peak with 8-bit weights, activations and KV cache in fp16")
     p.add_argument("--weight-bits", type=_bits, default=None, metavar="BITS",
                    help="weights in memory at this many bits, compute at --precision (W8A16: 8, W4A16: 4)")
+    p.add_argument("--weight-group", type=_weight_group, default=DEFAULT_WEIGHT_GROUP, metavar="N",
+                   help=f"quantized weights: one 16-bit scale per N weights of a row, counted in the weight bytes "
+                   f"(default {DEFAULT_WEIGHT_GROUP}; row: one per output channel; none: not counted)")
     p.add_argument("--kv-bits", type=_bits, default=None, metavar="BITS", help="the KV cache at this many bits")
     p.add_argument("--tp", type=_positive, default=1, metavar="N",
                    help="tensor parallelism over N devices (Megatron-style split; per-device figures and the "
@@ -677,7 +691,8 @@ def cmd_llm(args: argparse.Namespace) -> Document:
     if ":" in source and not source.startswith("hf:"):
         source, _, _ = load_model(source, meta=True)
     runs = [llm(source, hardware=specs[0], prompt=args.prompt, gen=args.gen, batch=b, precision=args.precision,
-                weight_bits=args.weight_bits, kv_bits=args.kv_bits, all_logits=args.all_logits,
+                weight_bits=args.weight_bits, kv_bits=args.kv_bits, weight_group=args.weight_group,
+                all_logits=args.all_logits,
                 name=args.model.rpartition(":")[2], tp=args.tp) for b in args.batch]
     if args.plot:
         written = [plot_sweep(runs, args.plot),

@@ -93,11 +93,29 @@ class Widths:
     weight_bits: int | None = None
     act_bits: int | None = None
     cache_bits: int | None = None
+    weight_group: int | None = None  # quantization scales: see group_for
 
     def bits_for(self, kind: TensorKind) -> int | None:
         if kind is TensorKind.CACHE:
             return self.cache_bits if self.cache_bits is not None else self.act_bits
         return self.act_bits if kind is TensorKind.ACTIVATION else self.weight_bits
+
+    def group_for(self, kind: TensorKind, shape: tuple[int, ...]) -> int:
+        """Elements of a row that share one 16-bit quantization scale, for a parameter of two or more
+        dimensions (``shape``: the parameter's own, not a view's) when ``weight_group`` is set (-1: the whole
+        row, one scale per output channel; a group never spans two rows); 0 (no scales) for anything else."""
+        if self.weight_group is None or kind is not TensorKind.PARAMETER or len(shape) < 2 or not shape[-1]:
+            return 0
+        return shape[-1] if self.weight_group < 0 else min(self.weight_group, shape[-1])
+
+
+SCALE_BITS = 16  # one fp16 scale per group of quantized weights (GPTQ / AWQ / bitsandbytes store fp16 scales)
+
+
+def scales_of(elements: int, group: int) -> int:
+    """Scales that ``elements`` elements of a quantized weight carry when each ``group`` of them shares one
+    (exact for whole rows when the group divides the row, as 128 divides the widths of LLMs; rounded up)."""
+    return -(-elements // group) if group else 0
 
 
 @dataclass(frozen=True)
@@ -109,14 +127,16 @@ class TensorMeta:
     itemsize: int  # bytes per element of the dtype
     kind: TensorKind = TensorKind.ACTIVATION
     bits: int = 0  # bits per element in memory when the precision settings change it (0: the dtype's)
+    group: int = 0  # quantized weights: elements of a row sharing one 16-bit scale (0: no scales)
 
     @property
     def storage_bits(self) -> int:
         return self.bits or 8 * self.itemsize
 
     def bytes_of(self, elements: int) -> int:
-        """Bytes that ``elements`` elements of this tensor take in memory (packed sub-byte widths round up)."""
-        return (elements * self.storage_bits + 7) // 8
+        """Bytes that ``elements`` elements of this tensor take in memory (packed sub-byte widths round up),
+        with their quantization scales when it has them."""
+        return (elements * self.storage_bits + 7) // 8 + scales_of(elements, self.group) * SCALE_BITS // 8
 
     @property
     def numel(self) -> int:
@@ -169,6 +189,8 @@ def _tensor_dict(t: TensorMeta) -> dict[str, Any]:
     out: dict[str, Any] = {"shape": list(t.shape), "dtype": t.dtype, "kind": t.kind.value}
     if t.bits:
         out["bits"] = t.bits
+    if t.group:
+        out["group"] = t.group
     return out
 
 

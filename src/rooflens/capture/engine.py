@@ -198,6 +198,7 @@ class CostMode(TorchDispatchMode):
             itemsize=itemsize,
             kind=kind,
             bits=bits if bits is not None and bits != 8 * itemsize else 0,
+            group=self.widths.group_for(kind, tuple((t if t._base is None else t._base).shape)) if floating else 0,
         )
 
     def _record(

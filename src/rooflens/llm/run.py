@@ -25,8 +25,15 @@ same engine as every other model:
 - **Mixture of experts**: tokens spread evenly, each to its top-k experts; a pass reads the weights of the
   experts its tokens are expected to reach (:func:`rooflens.formulas.matmul.expert_routing`).
 
-Not yet (issue 12, later increments): group-wise scales and int8 compute, an efficiency-aware estimate
-beside the roofline, validation against published serving numbers.
+- **Estimate** beside the roofline: calibrated on a measured device (``rooflens hw bench``), else eager
+  PyTorch at the catalogue's published efficiency of the device (matrix products, bandwidth, a cost per
+  launched operator); none otherwise. Neither models a fused serving engine (vLLM, TensorRT-LLM), which
+  moves fewer bytes in element-wise operators and launches far fewer kernels: see docs/llm_accuracy.md.
+- **Quantization**: weight-only (``weight_bits``) with a 16-bit scale per ``weight_group`` weights, W8A8
+  (``precision="int8"``), KV-cache bits.
+
+Not modelled: pipeline parallelism (one device's share of the layers and the bubbles between stages),
+speculative decoding, prefix caching, continuous batching (a run's sequences start and end together).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 
 import torch
 
+from rooflens.analysis.calibrated import can_calibrate
 from rooflens.analysis.memory import memory as memory_timeline
 from rooflens.api import analyze
 from rooflens.capture.harness import analysis_device
@@ -49,9 +57,14 @@ from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.llm.configs import build_model, load_config
 from rooflens.report.report import Report
+from rooflens.report.summary import group_text
 from rooflens.types import OpRecord, TensorKind
 
-_DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
+# the dtype the model is built in for each compute precision; int8 is W8A8: int8 matrix products, the activations
+# between them and the KV cache kept in fp16
+_DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16,
+           Precision.INT8: torch.float16}
+DEFAULT_WEIGHT_GROUP = 128  # GPTQ's and AWQ's usual group size
 
 
 @dataclass(frozen=True)
@@ -87,8 +100,10 @@ class LLMMemory:
 
 @dataclass(frozen=True)
 class _Estimate:
-    """Times as eager PyTorch reaches them on the device (its catalogue ``efficiency``)."""
+    """Times as the device reaches them: calibrated on a measured device (``rooflens hw bench``), else eager
+    PyTorch at the catalogue's ``efficiency``."""
 
+    kind: str
     prefill_seconds: float
     step_seconds: tuple[float, ...]  # contexts prompt .. prompt + gen - 2
     next_step_seconds: float  # the step at context prompt (TPOT when gen = 1)
@@ -101,7 +116,7 @@ class _Estimate:
         decode = math.fsum(self.step_seconds) + len(self.step_seconds) * run.allreduce_step_seconds
         ttft = self.prefill_seconds + run.allreduce_prefill_seconds
         tpot = self.tpot_seconds + run.allreduce_step_seconds
-        return {"kind": "eager PyTorch", "ttft_seconds": ttft, "tpot_seconds": tpot, "e2e_seconds": ttft + decode,
+        return {"kind": self.kind, "ttft_seconds": ttft, "tpot_seconds": tpot, "e2e_seconds": ttft + decode,
                 "tokens_per_second": run.batch / tpot}
 
 
@@ -123,7 +138,7 @@ class LLMRun:
     tp: int = 1  # tensor-parallel devices; the reports and the memory are one device's
     allreduce_prefill_seconds: float = 0.0  # the prefill's all-reduces between the tp devices
     allreduce_step_seconds: float = 0.0  # one decode step's
-    estimate: _Estimate | None = None  # eager PyTorch on the device, where the catalogue has its efficiency
+    estimate: _Estimate | None = None  # calibrated (measured device) or eager PyTorch (catalogue efficiency)
 
     @property
     def ttft_seconds(self) -> float:
@@ -187,13 +202,14 @@ class LLMRun:
         """The same generation at each batch size (latency against throughput)."""
         s = self.setup
         return [llm(s.model, hardware=s.spec, prompt=self.prompt, gen=self.gen, batch=b, precision=s.precision,
-                    weight_bits=s.weight_bits, kv_bits=s.kv_bits, all_logits=self.all_logits, name=s.name, tp=self.tp,
-                    sharded=True) for b in batch]
+                    weight_bits=s.weight_bits, kv_bits=s.kv_bits, weight_group=s.weight_group,
+                    all_logits=self.all_logits, name=s.name, tp=self.tp, sharded=True) for b in batch]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.name, "hardware": self.hardware.id, "precision": self.precision.value,
-            "weight_bits": self.setup.weight_bits, "kv_bits": self.setup.kv_bits, "tp": self.tp,
+            "weight_bits": self.setup.weight_bits, "weight_group": self.setup.weight_group,
+            "kv_bits": self.setup.kv_bits, "tp": self.tp,
             "allreduce_prefill_seconds": self.allreduce_prefill_seconds,
             "allreduce_step_seconds": self.allreduce_step_seconds,
             "batch": self.batch, "prompt": self.prompt, "gen": self.gen,
@@ -257,12 +273,19 @@ class _Setup:
     precision: Precision
     weight_bits: int | None
     kv_bits: int | None
+    weight_group: int | None = None
+
+    @property
+    def act_bits(self) -> int | None:
+        """W8A8 keeps the activations between the int8 matrix products at 16 bits."""
+        return 16 if self.precision is Precision.INT8 else None
 
     def analyze(self, inputs: dict[str, Any], phase: str) -> Report:
         top_k = _top_k(self.model)
         with expert_routing(top_k=top_k) if top_k else contextlib.nullcontext():
             return analyze(self.model, inputs, hardware=self.spec, precision=self.precision,
-                           weight_bits=self.weight_bits, kv_bits=self.kv_bits, name=f"{self.name} {phase}")
+                           weight_bits=self.weight_bits, act_bits=self.act_bits, kv_bits=self.kv_bits,
+                           weight_group=self.weight_group, name=f"{self.name} {phase}")
 
 
 def _top_k(model: torch.nn.Module) -> int | None:
@@ -282,6 +305,7 @@ def llm(
     precision: Precision | str = Precision.FP16,
     weight_bits: int | None = None,
     kv_bits: int | None = None,
+    weight_group: int | None = DEFAULT_WEIGHT_GROUP,
     all_logits: bool = False,
     name: str | None = None,
     tp: int = 1,
@@ -289,17 +313,19 @@ def llm(
 ) -> LLMRun:
     """Prefill ``batch`` x ``prompt`` tokens and generate ``gen`` tokens with ``source`` on ``hardware``.
 
-    ``source``: a config id of :data:`rooflens.llm.configs.CONFIGS`, a ``config.json`` path, a
-    ``transformers`` config, ``hf:org/name`` (local cache), or a causal-LM ``nn.Module`` (on meta).
-    ``precision``: the dtype of weights, activations and cache (fp32, fp16, bf16) and the device's peak.
-    ``weight_bits``: weights in memory at this many bits (weight-only quantization: W8A16 is 8, W4A16 4;
-    compute stays at ``precision``; group-wise scales are not counted yet). ``kv_bits``: the KV cache at
-    this many bits. ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as
-    generation does). ``tp``: tensor parallelism over this many devices, split as Megatron-LM splits a
-    decoder (attention heads, MLP columns and rows, the vocabulary of the embedding and LM head; norms
-    replicated): the reports, weights and KV cache are one device's, and each layer's two all-reduces
-    (plus the embedding's) cost ``2 (tp - 1) / tp x bytes / interconnect`` (a ring, not overlapped with
-    compute). ``sharded``: ``source`` is already one device's shard.
+    ``source``: a config id of :data:`rooflens.llm.configs.CONFIGS`, a ``config.json`` path, a ``transformers``
+    config, ``hf:org/name`` (local cache), or a causal-LM ``nn.Module`` (on meta). ``precision``: the dtype of
+    weights, activations and cache (fp32, fp16, bf16) and the device's peak; ``int8`` is W8A8 (SmoothQuant-style):
+    matrix products at the device's int8 peak with 8-bit weights, the activations between them and the KV cache in
+    fp16 (per-token quantization fused into the products). ``weight_bits``: weights in memory at this many bits
+    (weight-only quantization: W8A16 is 8, W4A16 4; compute stays at ``precision``). ``weight_group``: quantized
+    weights carry one 16-bit scale per this many weights along each row (default 128, as GPTQ and AWQ; -1: one per
+    row; None: scales not counted), counted in the weight bytes. ``kv_bits``: the KV cache at this many bits.
+    ``all_logits``: the LM head on every prompt token in the prefill (default: the last, as generation does).
+    ``tp``: tensor parallelism over this many devices, split as Megatron-LM splits a decoder (attention heads, MLP
+    columns and rows, the vocabulary of the embedding and LM head; norms replicated): the reports, weights and KV
+    cache are one device's, and each layer's two all-reduces (plus the embedding's) cost ``2 (tp - 1) / tp x bytes /
+    interconnect`` (a ring, not overlapped with compute). ``sharded``: ``source`` is already one device's shard.
     """
     for value, what in ((prompt, "prompt"), (gen, "gen"), (batch, "batch"), (tp, "tp")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -307,8 +333,10 @@ def llm(
     spec = get_hardware(hardware)
     prec = Precision.parse(precision)
     if prec not in _DTYPES:
-        raise InputError(f"precision {prec.value!r}: LLM runs compute in fp32, fp16 or bf16 (weight-only "
-                         "quantization: weight_bits=8 or 4; int8 compute comes later)")
+        raise InputError(f"precision {prec.value!r}: LLM runs compute in fp32, fp16, bf16 or int8 (W8A8); "
+                         "weight-only quantization: weight_bits=8 or 4")
+    if prec is Precision.INT8 and weight_bits is None:
+        weight_bits = 8
     if tp > 1 and spec.interconnect_bytes_per_s is None:
         raise InputError(f"tp={tp} needs the device-to-device bandwidth of {spec.id}: the catalogue has none for it "
                          "(give a hardware file with interconnect = \"300 GB/s\")")
@@ -316,7 +344,8 @@ def llm(
     if getattr(model, "config", None) is None:
         raise InputError(f"{type(model).__name__} is not a transformers causal LM (it has no .config): rooflens.llm "
                          "runs decoders built by transformers; analyse other models with rooflens.analyze")
-    setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits)
+    setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits,
+                   weight_group if weight_bits is not None else None)
     prefill = _prefill(setup, batch, prompt, all_logits)
     first = _decode(setup, batch, prompt)
     last_context = prompt + max(gen - 2, 0)  # the steps after the prefill: contexts prompt .. prompt + gen - 2
@@ -326,10 +355,7 @@ def llm(
         middle = prompt + (last_context - prompt) // 2
         _check_affine(first, last, _decode(setup, batch, middle), prompt, last_context, middle)
     steps = _step_seconds(first, last, prompt, last_context, _Clock.of(first, eager=False)) if gen > 1 else ()
-    eager = _Clock.of(first, eager=True) if spec.efficiency else None
-    estimate = None if eager is None else _Estimate(
-        eager.total(prefill), _step_seconds(first, last, prompt, last_context, eager) if gen > 1 else (),
-        eager.total(first))
+    estimate = _estimate(prefill, first, last, prompt, last_context, gen)
     memory = _memory(model, first, spec, batch, prompt, prompt + gen - 1, kv_bits, weight_bits,
                      _prefill_inputs(model, batch, prompt, all_logits))
     if any(r.op == "aten._grouped_mm" for r in first.records):
@@ -347,14 +373,42 @@ def llm(
         notes.append(f"tensor parallel over {tp} devices: one device's share of the work and memory; "
                      f"{_allreduces(model)} all-reduces a pass at {(spec.interconnect_bytes_per_s or 0) / 1e9:g} GB/s per "
                      "direction (ring), not overlapped with compute")
-    if estimate is not None:
+    if estimate is not None and estimate.kind == _CALIBRATED:
+        notes.append(f"estimate ({_CALIBRATED}, {spec.id}): each operator's time from the device's micro-benchmarks "
+                     "(rooflens hw bench) as rooflens.analyze's calibrated prediction gives it, eager PyTorch; decode "
+                     "steps between the first and the last analysed one interpolated linearly")
+    elif estimate is not None:
         eff = spec.efficiency
         notes.append(f"estimate (eager PyTorch on {spec.id}): every operator as eager kernels reach the device - matrix "
                      f"products at {eff.get('matmul', 1.0):.0%} of the peak, memory at {eff.get('memory', 1.0):.0%} of "
                      f"the bandwidth, {eff.get('operator_seconds', 0.0) * 1e6:g} us launched - from the catalogue's "
                      "published figures (its notes); not a fused serving engine")
+    if prec is Precision.INT8:
+        notes.append("int8 (W8A8): matrix products and every other operator timed at the device's int8 peak (the "
+                     "others are memory-bound either way), weights 8-bit, activations and KV cache 16-bit in memory")
+    if setup.weight_group is not None:
+        notes.append(f"quantized weights carry a 16-bit scale per {group_text(setup.weight_group)} (counted in the "
+                     "weight bytes; zero points, where a scheme has them, are not)")
     return LLMRun(setup, batch, prompt, gen, prefill, first, last, steps, memory, all_logits, tuple(notes), tp,
                   prefill_comm, step_comm, estimate)
+
+
+_CALIBRATED = "calibrated on the measured device"
+
+
+def _estimate(prefill: Report, first: Report, last: Report, lo: int, hi: int, gen: int) -> _Estimate | None:
+    """The run's times as the device reaches them: calibrated on a measured device, else eager PyTorch at the
+    catalogue's efficiency; None when the device has neither."""
+    spec = prefill.roofline.hardware
+    if can_calibrate(spec):
+        a, b, pre = (r.calibrated.total_seconds if r.calibrated else math.nan for r in (first, last, prefill))
+        steps = tuple(a + (b - a) * (c - lo) / (hi - lo) if hi > lo else a for c in range(lo, hi + 1))
+        return _Estimate(_CALIBRATED, pre, steps if gen > 1 else (), a)
+    if not spec.efficiency:
+        return None
+    eager = _Clock.of(first, eager=True)
+    return _Estimate("eager PyTorch at the device's published efficiency", eager.total(prefill),
+                     _step_seconds(first, last, lo, hi, eager) if gen > 1 else (), eager.total(first))
 
 
 def _shard(config: Any, tp: int) -> Any:

@@ -11,6 +11,7 @@ from rooflens.report.document import Document, Gap, Grid, Heading, Labels, Note,
 from rooflens.report.markup import records_csv
 from rooflens.report.plot import new_figure, plot_target, save
 from rooflens.report.report import Report
+from rooflens.report.summary import group_text
 from rooflens.report.table import intensity_text
 from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
 
@@ -84,6 +85,8 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
     datas = [run.as_dict() for run in runs]  # once per run: the phases' byte splits and the estimate
     bits = "".join(f", {what} {datas[0][key]}-bit" for what, key in (("weights", "weight_bits"),
                                                                       ("KV cache", "kv_bits")) if datas[0].get(key))
+    if datas[0].get("weight_group") is not None:
+        bits += f" (a scale per {group_text(datas[0]['weight_group'])})"
     bits += f", tensor parallel over {datas[0]['tp']} (per device)" if datas[0].get("tp", 1) > 1 else ""
     title = (f"{first.name} on {hw.id}: prompt {first.prompt}, {first.gen} generated tokens, "
              f"{first.prefill.precision.value} compute{bits} (roofline times)")
@@ -99,10 +102,9 @@ def llm_document(runs: Sequence[RunLike], byte_unit: ByteUnit | None = None, *, 
     for run, data in zip(runs, datas, strict=True):
         est = data["estimate"]
         if est is not None:
-            labels.append((f"Eager estimate, batch {run.batch}",
+            labels.append((f"Estimate, batch {run.batch}",
                            (f"TTFT {seconds_text(est['ttft_seconds'])}, TPOT {seconds_text(est['tpot_seconds'])}, "
-                           f"{est['tokens_per_second']:,.0f} tokens/s (eager PyTorch at the device's published "
-                           "efficiency; see the notes)")))
+                           f"{est['tokens_per_second']:,.0f} tokens/s ({est['kind']}; see the notes)")))
     blocks: list[Any] = [Heading(title), Labels(labels), Gap(), Grid(SUMMARY, [_summary_row(r, unit) for r in runs],
                                                                    NUMERIC),
                          Gap(), Grid(PHASES, phases, NUMERIC), Gap()]

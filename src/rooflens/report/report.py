@@ -67,6 +67,8 @@ class Report:
     weight_bits: int | None = None  # bits per element of floating-point parameters and buffers (None: dtype's)
     act_bits: int | None = None  # bits per element of the other floating-point tensors (None: dtype's)
     kv_bits: int | None = None  # bits per element of an input's key/value cache tensors (None: as activations)
+    weight_group: int | None = None  # elements per 16-bit weight scale along a row (-1: per row; None: no scales)
+    weight_scale_bytes: int = 0  # bytes of those scales, all parameters once
     hardware: HardwareSpec | None = None
     backward: bool = False  # the records include the backward pass (``phase == "backward"``)
     measurement: MeasurementLike | None = None  # timed real forward passes (analyze(..., measure=True))
@@ -179,10 +181,11 @@ class Report:
 
     @property
     def weight_bytes(self) -> int:
-        """Bytes of the parameters at ``weight_bits`` (at their own dtypes when it is not set)."""
+        """Bytes of the parameters at ``weight_bits`` with their quantization scales (at their own dtypes when
+        it is not set)."""
         if self.weight_bits is None:
             return self.params.bytes
-        return (self.params.total * self.weight_bits + 7) // 8
+        return (self.params.total * self.weight_bits + 7) // 8 + self.weight_scale_bytes
 
     def plot_roofline(self, path: str | Path, **options: Any) -> Path:
         """Draw the roofline (PNG, SVG or PDF by the file's suffix); see :func:`rooflens.report.plot.plot_roofline`."""
@@ -206,7 +209,9 @@ class Report:
             "torch_version": self.torch_version,
             "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
             "precision": {"compute": self.precision.value, "weight_bits": self.weight_bits, "act_bits": self.act_bits,
-                          "kv_bits": self.kv_bits},
+                          "kv_bits": self.kv_bits,
+                          **({"weight_group": self.weight_group, "weight_scale_bytes": self.weight_scale_bytes}
+                             if self.weight_group is not None else {})},
             "total": {**total.as_dict(), "intensity": total.intensity},
             **(
                 {"backward": True, "total_forward": self.total("forward").as_dict(),

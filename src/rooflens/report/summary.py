@@ -86,6 +86,10 @@ def widths_text(weight_bits: int | None, act_bits: int | None) -> str:
     return f"floating-point weights {w}, activations {a} in memory (integer tensors at their own width)"
 
 
+def group_text(group: int) -> str:
+    return "row" if group < 0 else f"{group} weights"
+
+
 def precision_text(report: Report) -> str:
     return f"{report.precision.value} compute; {widths_text(report.weight_bits, report.act_bits)}"
 
@@ -115,6 +119,8 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         size += f"; {nbytes(p.total * itemsize, byte_unit)} at {report.dtype}"
     if report.weight_bits is not None:
         size += f"; {nbytes(report.weight_bytes, byte_unit)} at {report.weight_bits}-bit weights"
+        if report.weight_group is not None:
+            size += f" with a 16-bit scale per {group_text(report.weight_group)}"
     uncalled = list(report.uncalled_modules)
     uncalled_text = ", ".join(p or "<root>" for p in uncalled[:MAX_LISTED]) or "none"
     if len(uncalled) > MAX_LISTED:
