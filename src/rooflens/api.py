@@ -11,6 +11,7 @@ from rooflens.analysis.modules import build_tree, uncalled
 from rooflens.capture.engine import Options, run_capture
 from rooflens.capture.harness import analysis_device, isolated, unwrap
 from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
+from rooflens.capture.quantized import computes_in_int8
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.catalogue import get as get_hardware
 from rooflens.hardware.spec import HardwareSpec, Precision
@@ -187,11 +188,14 @@ def _hardware(hardware: HardwareSpec | str | None) -> HardwareSpec | None:
 
 
 def _model_precision(model: torch.nn.Module, dtype: torch.dtype | None) -> Precision:
-    """The precision of ``dtype``, else of the first floating-point parameter or buffer, else fp32."""
+    """The precision of ``dtype``, else int8 for a model whose quantized modules compute in int8 (torch's
+    static or dynamic int8 quantization), else of the first floating-point parameter or buffer, else fp32."""
     if dtype is not None:
         found = Precision.from_dtype(str(dtype))
         if found is not None:
             return found
+    if computes_in_int8(model):
+        return Precision.INT8
     for t in itertools.chain(model.parameters(), model.buffers()):
         if t.is_floating_point():
             return Precision.from_dtype(str(t.dtype)) or Precision.FP32

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
+from rooflens.capture.quantized import is_weight_holder, module_type_name, packed_tensors
 from rooflens.params import param_stats
 from rooflens.types import ZERO, Cost, ModuleNode, OpRecord
 
@@ -32,20 +33,25 @@ def build_tree(
     module was called through (each call is credited to the path it was called through).
 
     Parameter counts are of the distinct tensors under each node, gathered bottom-up (one pass); the
-    non-zero count, which reads every value, is made for the whole model only."""
+    non-zero count, which reads every value, is made for the whole model only. A quantized module's packed
+    weights and biases count as its own parameters (unpacked once per module)."""
     nodes: dict[str, ModuleNode] = {}
     modules: dict[str, torch.nn.Module] = {}
     called = {p for path, n in calls.items() if n for p in lineage(path)}
     seen: set[int] = set()
+    packed: dict[int, list[torch.Tensor]] = {}  # id(module) -> its packed weights (quantized modules only)
     for path, module in model.named_modules(remove_duplicate=False):
         if id(module) in seen and path not in called:
             continue  # another name of a module that never ran under it
         seen.add(id(module))
         modules[path] = module
+        if id(module) not in packed:
+            packed[id(module)] = packed_tensors(module)
         nodes[path] = ModuleNode(
             path=path,
-            type_name=type(module).__name__,
-            own_params=sum(p.numel() for p in module._parameters.values() if p is not None),
+            type_name=module_type_name(module),
+            own_params=sum(p.numel() for p in module._parameters.values() if p is not None)
+            + sum(p.numel() for p in packed[id(module)]),
             calls=calls.get(path, 0),
             output_shapes=output_shapes.get(path, ()),
         )
@@ -62,6 +68,7 @@ def build_tree(
         node, module = nodes[path], modules[path]
         # the module's own tensors (its _parameters and _buffers: parameters(recurse=False) without the walk)
         params: dict[int, torch.Tensor] = {id(p): p for p in module._parameters.values() if p is not None}
+        params.update((id(p), p) for p in packed[id(module)])
         buffers: dict[int, torch.Tensor] = {id(b): b for b in module._buffers.values() if b is not None}
         for child in node.children:
             params.update(tensors[child][0])
@@ -79,9 +86,11 @@ def build_tree(
 
 
 def uncalled(nodes: dict[str, ModuleNode]) -> list[str]:
-    """The topmost modules of subtrees in which no module ran (unused heads, dead branches)."""
+    """The topmost modules of subtrees in which no module ran (unused heads, dead branches). A quantized
+    module's weight holder (``LinearPackedParams``) is never called: its parent's kernel reads its weights."""
     ran: dict[str, bool] = {}
+    holders = {p for p, node in nodes.items() if is_weight_holder(node.type_name)}
     for path in reversed(list(nodes)):
         node = nodes[path]
-        ran[path] = node.calls > 0 or any(ran[c] for c in node.children)
-    return [p for p in nodes if not ran[p] and (p == "" or ran.get(parent_of(p), True))]
+        ran[path] = node.calls > 0 or any(ran[c] for c in node.children if c not in holders)
+    return [p for p in nodes if not ran[p] and (p == "" or ran.get(parent_of(p), True)) and p not in holders]

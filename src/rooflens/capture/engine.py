@@ -23,6 +23,7 @@ from rooflens.capture import memo
 from rooflens.capture.harness import Session, run_model, run_op
 from rooflens.capture.hops import hop_name, is_hop, run_hop
 from rooflens.capture.modules import ModuleTracker
+from rooflens.capture.quantized import describe, packed_arguments, packed_inputs
 from rooflens.errors import ModelError
 from rooflens.formulas import REGISTRY, OpCall
 from rooflens.formulas.registry import op_name
@@ -236,9 +237,14 @@ class CostMode(TorchDispatchMode):
                 known = metas[id(v)] = self._meta(v)
             return known
 
+        packed = packed_arguments(func)  # quantized kernels' packed weights: described as parameter tensors
+        if packed:
+            raw = {k: describe(v, self.widths) if k in packed else v for k, v in raw.items()}
         args_meta = {k: _map_tensors(meta, v) for k, v in raw.items()}
         read = [v for k, v in raw.items() if k not in outs] if raw else [args, kwargs]
         inputs = tuple({id(t): meta(t) for t in _tensors(read)}.values())
+        if packed:
+            inputs += tuple(t for k in packed for t in packed_inputs(raw.get(k)))
         outputs = tuple(meta(t) for t in _tensors(out))
         call = OpCall(op=name, args=args_meta, inputs=inputs, outputs=outputs, convention=self.convention)
         if entry is not None:

@@ -37,6 +37,7 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
     UnsupportedOperatorException,
+    disable_fake_tensor_cache,
 )
 from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import _disable_current_modes
@@ -44,6 +45,7 @@ from torch.utils._pytree import tree_leaves
 
 from rooflens.capture.isolate import Copier
 from rooflens.capture.modules import ModuleTracker
+from rooflens.capture.quantized import QUANTIZING_OPS, packed_arguments, real_run_reason
 from rooflens.errors import InputError, ModelError
 from rooflens.types import TensorKind
 
@@ -143,6 +145,13 @@ def run_model(
         device = analysis_device(model, leaves)
         if real:
             return _attempt(model, args, kwargs, body, dtype, device, track_backward, real=True)
+        quantized = real_run_reason(model, leaves)  # fake tensors cannot be quantized: real copies straight away
+        if quantized is not None:
+            result, session = _attempt(model, args, kwargs, body, dtype, device, track_backward, real=True)
+            session.diagnostics.insert(0, f"{quantized}, which fake tensors cannot represent (the meta device has no "
+                                          f"quantized kernels): the model was run on real tensors (copies of its own) "
+                                          f"on the {device.type.upper()} instead")
+            return result, session
         try:
             return _attempt(model, args, kwargs, body, dtype, device, track_backward, real=False, assume=assume)
         except _NeedsRealRun as need:
@@ -161,7 +170,12 @@ def run_op(tracker: ModuleTracker, func: Any, name: str, args: Any, kwargs: Any)
         if isinstance(t, FakeTensor) and t.dtype == torch.bool:
             _assume(tracker, t)
             return True
+    if name in QUANTIZING_OPS and any(isinstance(t, FakeTensor) for t in tree_leaves((args, kwargs))):
+        tracker.fail(name)  # torch's fake kernel answers with a float32 tensor: the model must run for real
+        raise UnsupportedOperatorException(func)
     try:
+        if packed_arguments(func):
+            return _uncached(func, args, kwargs)
         return func(*args, **kwargs)
     except Exception as e:
         tracker.fail(name)
@@ -170,6 +184,17 @@ def run_op(tracker: ModuleTracker, func: Any, name: str, args: Any, kwargs: Any)
         if custom and any(isinstance(t, FakeTensor) for t in tree_leaves((args, kwargs))):
             raise UnsupportedOperatorException(func) from e
         raise
+
+
+def _uncached(func: Any, args: Any, kwargs: Any) -> Any:
+    """``func`` with a script-object argument (a quantized kernel's packed weights), past the fake mode's
+    dispatch cache: that cache is global, would keep the user's object in its key, and compares keys with
+    ``==``, which script objects refuse (the second call of the same layer would fail)."""
+    fake_mode = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
+    if not isinstance(fake_mode, FakeTensorMode):
+        return func(*args, **kwargs)
+    with disable_fake_tensor_cache(fake_mode):
+        return func(*args, **kwargs)
 
 
 def _assume(tracker: ModuleTracker, t: torch.Tensor) -> None:
@@ -288,7 +313,10 @@ class _NeedsRealRun(Exception):
     def fallback_note(self, model: torch.nn.Module, device: torch.device) -> str:
         """The diagnostic of a fall-back to a real run; raises ModelError when the model is on meta."""
         module = self.module or "<root>"
-        if isinstance(self.cause, UnsupportedOperatorException):
+        if self.op in QUANTIZING_OPS:
+            why = "makes a quantized tensor, which fake tensors cannot represent"
+            fix = "run the model with real weights"
+        elif isinstance(self.cause, UnsupportedOperatorException):
             why = "has no fake (meta) kernel"
             fix = "register one with torch.library.register_fake, or build the model with real weights"
         else:

@@ -12,6 +12,7 @@ from rooflens.formulas import (  # noqa: F401
     norm,
     pointwise,
     pool,
+    quantized,
     reduction,
     rnn,
     transcendental,
