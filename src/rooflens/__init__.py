@@ -3,7 +3,7 @@
 from rooflens import hardware
 from rooflens.analysis.advice import Finding, Rule, Severity
 from rooflens.analysis.memory import MemoryReport, memory
-from rooflens.api import analyze
+from rooflens.api import analyze, analyze_onnx
 from rooflens.errors import HardwareError, InputError, ModelError, RooflensError, SpecError
 from rooflens.hardware import HardwareSpec, Precision
 from rooflens.llm import LLMRun
@@ -40,6 +40,7 @@ __all__ = [
     "TensorMeta",
     "__version__",
     "analyze",
+    "analyze_onnx",
     "compare",
     "count_parameters",
     "hardware",

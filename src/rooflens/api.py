@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,6 +14,8 @@ from rooflens.analysis.modules import build_tree, uncalled
 from rooflens.capture.engine import Options, run_capture
 from rooflens.capture.harness import analysis_device, isolated, unwrap
 from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
+from rooflens.capture.onnx_graph import EXECUTED as ONNX_EXECUTED
+from rooflens.capture.onnx_graph import capture_onnx
 from rooflens.capture.quantized import computes_in_int8
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.catalogue import get as get_hardware
@@ -217,3 +222,82 @@ def _convention(value: Convention | str) -> Convention:
     except ValueError:
         choices = ", ".join(repr(c.value) for c in Convention)
         raise InputError(f"unknown convention {value!r}; choose one of {choices}") from None
+
+
+def analyze_onnx(
+    path: str | os.PathLike[str] | Any,
+    *,
+    input_size: InputSize | None = None,
+    inputs: Mapping[str, Sequence[int]] | None = None,
+    hardware: HardwareSpec | str | None = None,
+    precision: Precision | str | None = None,
+    weight_bits: int | None = None,
+    act_bits: int | None = None,
+    convention: Convention | str = Convention.FMA,
+    name: str | None = None,
+) -> Report:
+    """Count what one inference of an ONNX model costs, per node, per module and in total: the same
+    :class:`~rooflens.report.report.Report` :func:`analyze` gives for a torch model.
+
+    ``path``: an ``.onnx`` file (its external data beside it) or an ``onnx.ModelProto``.
+    ``input_size``: one shape ``(1, 3, 224, 224)`` or a list of shapes, for the graph's inputs in order;
+    ``inputs``: shapes by input name (``{"input_ids": (1, 128)}``). They bind the inputs' symbolic
+    dimensions; an input whose dimension stays symbolic is an error that names it. Without either, the
+    shapes the file declares.
+    ``hardware``, ``precision``, ``weight_bits``, ``act_bits``, ``convention``: as for :func:`analyze`;
+    the default precision is int8 for a quantized graph (QLinearConv, MatMulInteger, QDQ units), else the
+    dtype of the first floating-point initializer. ``name``: the model's name in the report (default: the
+    file's name without ``.onnx``).
+
+    Nothing runs: shapes come from ONNX shape inference. Conventions and the choices the ONNX graph asks
+    for (QDQ units, Transpose, constants as parameters): docs/onnx.md. Needs ``pip install rooflens[onnx]``.
+    """
+    if input_size is not None and inputs is not None:
+        raise InputError("give the input shapes either by position (input_size=) or by name (inputs=), not both")
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise InputError(f"inputs= maps input names to shapes, e.g. {{'x': (1, 3, 224, 224)}}; got "
+                         f"{type(inputs).__name__}")
+    conv = _convention(convention)
+    spec = _hardware(hardware)
+    explicit = Precision.parse(precision) if precision is not None else None
+    default_bits = explicit.bits if explicit is not None else None
+    widths = Widths(parse_bits(weight_bits, "weight_bits") or default_bits,
+                    parse_bits(act_bits, "act_bits") or default_bits)
+    capture = capture_onnx(path, input_sizes=_onnx_sizes(input_size), named_inputs=inputs, convention=conv,
+                           widths=widths)
+    if explicit is not None:
+        compute = explicit
+    elif capture.quantized:
+        compute = Precision.INT8
+    else:
+        compute = (Precision.from_dtype(capture.float_dtype) if capture.float_dtype else None) or Precision.FP32
+    nodes = capture.modules
+    if name is None:
+        name = Path(path).name.removesuffix(".onnx") if isinstance(path, (str, os.PathLike)) else capture.name
+    return Report(
+        model=name or "onnx model",
+        inputs=capture.inputs,
+        convention=conv,
+        records=tuple(capture.records),
+        modules=nodes,
+        params=capture.params,
+        diagnostics=tuple(capture.diagnostics),
+        executed=ONNX_EXECUTED,
+        device="none (an ONNX graph: nothing ran)",
+        precision=compute,
+        weight_bits=widths.weight_bits,
+        act_bits=widths.act_bits,
+        hardware=spec,
+    )
+
+
+def _onnx_sizes(input_size: InputSize | None) -> list[Sequence[int]] | None:
+    """``(1, 3, 224, 224)`` -> one shape; ``[(1, 3), (1, 5)]`` -> two."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
+        raise InputError(f"input_size must be a shape such as (1, 3, 224, 224) or a list of shapes, got "
+                         f"{input_size!r}")
+    if all(isinstance(d, int) for d in input_size):
+        return [input_size]  # type: ignore[list-item]
+    return list(input_size)  # type: ignore[arg-type]

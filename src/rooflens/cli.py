@@ -36,7 +36,7 @@ from rooflens import __version__, measurement
 from rooflens.analysis.advice import Rule
 from rooflens.analysis.calibrated import calibrate
 from rooflens.analysis.memory import memory
-from rooflens.api import analyze
+from rooflens.api import analyze, analyze_onnx
 from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
@@ -53,7 +53,7 @@ from rooflens.report.report import Report
 from rooflens.report.roofline_render import comparison_document
 from rooflens.report.terminal import DEFAULT_WIDTH
 from rooflens.report.units import ByteUnit, joules_text
-from rooflens.zoo import load_model
+from rooflens.zoo import is_onnx, load_model
 
 PROG = "rooflens"
 EXIT_OK, EXIT_INTERNAL, EXIT_ERROR = 0, 1, 2
@@ -68,7 +68,8 @@ T = TypeVar("T")
 
 _MODEL_HELP = (
     "the model: torchvision:NAME (e.g. torchvision:resnet50; no weights are downloaded), "
-    "package.module:callable or path/to/file.py:callable (a class or function called with no arguments)"
+    "package.module:callable or path/to/file.py:callable (a class or function called with no arguments); "
+    "profile and roofline also take path/to/model.onnx"
 )
 
 
@@ -524,6 +525,18 @@ def _analyse(args: argparse.Namespace, model: Any, source: dict[str, Any], name:
                    value_checks=getattr(args, "value_checks", "assume"), **source, **options)
 
 
+def _onnx_report(args: argparse.Namespace, **options: Any) -> Report:
+    """analyze_onnx() of MODEL, an .onnx file, with the command's input sizes, convention and precision."""
+    if args.dtype:
+        raise InputError("--dtype does not apply to an ONNX model: its dtypes are in the file; --precision, "
+                         "--weight-bits and --act-bits set the widths in memory")
+    if args.meta:
+        raise InputError("--meta builds a torch model on the meta device; an ONNX file is analysed from its graph")
+    sizes = [list(s) for s in args.input_size] if args.input_size else None
+    return analyze_onnx(args.model, input_size=sizes, convention=args.convention, precision=args.precision,
+                        weight_bits=args.weight_bits, act_bits=args.act_bits, **options)
+
+
 def hardware(names: Sequence[str], *, device: str = "cpu", threads: int | None = None) -> list[HardwareSpec]:
     """The devices of :func:`hardware_names`: catalogue entries, every device of each TOML file, and for
     ``this`` this machine measured now (quick micro-benchmarks of ``device``)."""
@@ -561,6 +574,10 @@ def cmd_profile(args: argparse.Namespace) -> Document:
     if args.summary and args.format == "csv":
         raise InputError("--summary adds torchsummary's figures, which have no place in the CSV of modules; "
                          "use --format table, json, markdown or html")
+    if is_onnx(args.model):
+        if args.summary:
+            raise InputError("--summary needs the memory timeline of a torch model; it has none for an ONNX file")
+        return report_document(_onnx_report(args), args.depth, _byte_unit(args))
     model, source, name = _model(args, meta=args.meta)
     report = _analyse(args, model, source, name)
     doc = report_document(report, args.depth, _byte_unit(args))
@@ -617,8 +634,11 @@ def cmd_roofline(args: argparse.Namespace) -> Document:
     if args.calibrated:
         for s in specs:
             calibrate(s)  # raises, naming the device, when it has no micro-benchmark curves
-    model, source, name = _model(args, meta=args.meta)
-    report = _analyse(args, model, source, name, hardware=specs[0])
+    if is_onnx(args.model):
+        report = _onnx_report(args, hardware=specs[0])
+    else:
+        model, source, name = _model(args, meta=args.meta)
+        report = _analyse(args, model, source, name, hardware=specs[0])
     reports = [report] + [report.with_hardware(s) for s in specs[1:]]
     if args.plot:
         for r in reports:

@@ -163,6 +163,7 @@ class OpRecord:
     via: str = ""  # the operator this one was decomposed from, if any
     phase: str = "forward"  # "backward" for the operators of the backward pass
     family: str = ""  # the formula family of the operator ("conv", "matmul", ...); "" without a formula
+    node: str = ""  # the ONNX node's name (ONNX front-end; matches ONNX Runtime's profiler events)
 
     @property
     def weight_bytes_read(self) -> int:
@@ -182,6 +183,7 @@ class OpRecord:
             "via": self.via,
             "phase": self.phase,
             "family": self.family,
+            **({"node": self.node} if self.node else {}),
         }
 
 

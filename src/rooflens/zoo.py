@@ -76,6 +76,9 @@ def load_model(spec: str, *, meta: bool | None = None) -> LoadedModel:
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(f"empty model spec; {SPEC_HELP}")
     spec = spec.strip()
+    if is_onnx(spec):
+        raise SpecError(f"{spec!r} is an ONNX file, not a torch model: `rooflens profile` and `rooflens roofline` "
+                        "analyse it (rooflens.analyze_onnx in Python)")
     if spec.startswith("torchvision:"):
         return _torchvision(spec.removeprefix("torchvision:"), meta)
     if ":" not in spec:
@@ -92,6 +95,11 @@ def load_model(spec: str, *, meta: bool | None = None) -> LoadedModel:
     obj = _getattr_path(module, attr, where)
     model = _build(obj, attr, meta)
     return LoadedModel(model, None, attr.rsplit(".", 1)[-1])
+
+
+def is_onnx(spec: str) -> bool:
+    """Whether MODEL names an ONNX file (``path/to/model.onnx``), which ``analyze_onnx`` analyses."""
+    return isinstance(spec, str) and spec.strip().lower().endswith(".onnx")
 
 
 # ---- torchvision ------------------------------------------------------------------------------------
@@ -340,4 +348,6 @@ def torchvision_models() -> list[str]:
     return sorted(_torchvision_families())
 
 
-__all__ = ["SPEC_HELP", "Example", "LoadedModel", "load_model", "torchvision_family", "torchvision_models"]
+__all__ = [
+    "SPEC_HELP", "Example", "LoadedModel", "is_onnx", "load_model", "torchvision_family", "torchvision_models",
+]

@@ -71,8 +71,11 @@ class Measurement:
     batch_size: int
     device: str
     dtype: str | None  # the floating-point dtype the model ran in (None: it has no floating parameters)
-    threads: int | None  # torch's intra-op CPU threads during the run
+    threads: int | None  # intra-op CPU threads during the run (torch's; ONNX Runtime's, None: its default)
     warmup: int  # untimed calls made first (at least 1)
+    # what ran the model when it was not PyTorch eager (both None then, and left out of as_dict):
+    runtime: str | None = None  # e.g. "onnxruntime 1.32.0"
+    provider: str | None = None  # e.g. "CPUExecutionProvider"
 
     def __post_init__(self) -> None:
         if not self.samples_seconds:
@@ -133,6 +136,10 @@ class Measurement:
             "throughput_per_s": self.throughput_per_s,
             "percentile_method": "linear",
         }
+        if self.runtime is not None:
+            data["runtime"] = self.runtime
+        if self.provider is not None:
+            data["provider"] = self.provider
         if samples:
             data["samples_seconds"] = list(self.samples_seconds)
         return data
