@@ -222,9 +222,10 @@ def test_parse_profile_by_hand() -> None:
     p = parse_profile(events, warmup=1, provider="CPUExecutionProvider", threads=None, runtime="onnxruntime x")
     assert p.runs == 3 and p.run_seconds == pytest.approx(50e-6)
     assert [(n.name, n.op_type, n.calls) for n in p.nodes] == [("/a/Conv", "Conv", 3), ("/b/Relu", "Relu", 3)]
-    assert p.nodes[0].seconds == pytest.approx(25e-6)  # median of 20, 30, 25
-    assert p.nodes[1].seconds == pytest.approx(8e-6)  # median of 10, 8, 0 (it did not run in the third)
-    assert p.kernel_seconds == pytest.approx(30e-6)  # median of 30, 38, 25
+    assert p.nodes[0].seconds == pytest.approx(25e-6)  # mean of 20, 30, 25
+    assert p.nodes[1].seconds == pytest.approx(6e-6)  # mean of 10, 8, 0 (it did not run in the third)
+    # mean of 30, 38, 25 = 31: the nodes' means add up to it (25 + 6), so a profile's shares sum to 100 %
+    assert p.kernel_seconds == pytest.approx(31e-6) == p.nodes[0].seconds + p.nodes[1].seconds
     assert node_name("/x/Conv_fence_after") == "/x/Conv" and node_name("/x/Conv_kernel_time") == "/x/Conv"
     with pytest.raises(Exception, match="model_run"):
         parse_profile(events[:3], warmup=1, provider="p", threads=None, runtime="r")

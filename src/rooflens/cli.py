@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
@@ -41,9 +42,27 @@ from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
 from rooflens.llm.run import DEFAULT_WEIGHT_GROUP
+from rooflens.measurement.onnxrt import (
+    LEVELS,
+    PROVIDERS,
+    measure_onnx,
+    optimize_onnx,
+    profile_onnx,
+    profile_report,
+    runtime_version,
+)
 from rooflens.report.advice_render import advice_document
 from rooflens.report.compare import compare
-from rooflens.report.document import RENDERERS, Document, Gap, Grid, Note, print_document, report_document
+from rooflens.report.document import (
+    RENDERERS,
+    Document,
+    Gap,
+    Grid,
+    Heading,
+    Note,
+    print_document,
+    report_document,
+)
 from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
 from rooflens.report.llm_render import llm_document, plot_sweep
@@ -56,6 +75,7 @@ from rooflens.report.units import ByteUnit, joules_text
 from rooflens.zoo import is_onnx, load_model
 
 PROG = "rooflens"
+DEFAULT_ORT_LEVEL = "all"  # ONNX Runtime's own default for a session
 EXIT_OK, EXIT_INTERNAL, EXIT_ERROR = 0, 1, 2
 SEED = 0  # torch's random numbers before a model is built and before it runs: real runs repeat exactly
 THIS = "this"  # --hw this: this machine, measured now (quick micro-benchmarks)
@@ -278,6 +298,7 @@ def _add_profile(sub: Any) -> None:
         description="Count parameters, MACs, FLOPs and bytes read/written per module and in total. "
         "MACs = conv + matmul multiply-accumulates; 1 MAC = 2 FLOPs.",
     )
+    _add_optimized(p)
     p.add_argument("--summary", action="store_true",
                    help="add the torchsummary-style memory footer (input, forward/backward pass, params, total) "
                    "and the peak of the live-memory timeline (json: under \"memory_summary\"; not with csv)")
@@ -308,6 +329,7 @@ def _add_roofline(sub: Any) -> None:
                    "named FILE-<device>.png")
     p.add_argument("--plot-level", choices=("module", "operator"), default="module",
                    help="points of the plot: modules (the leaves, or those at --depth; default) or single operators")
+    _add_optimized(p)
     p.set_defaults(func=cmd_roofline)
 
 
@@ -332,10 +354,25 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--max-seconds", type=float, default=None, help="cap on the timing of each batch size")
     p.add_argument("--per-op", action="store_true",
                    help="profile every operator (torch.profiler) and show per module measured vs roofline time")
+    p.add_argument("--ort-level", choices=LEVELS, default=DEFAULT_ORT_LEVEL,
+                   help=f"an .onnx MODEL: the graph ONNX Runtime optimises at this level for --device and runs "
+                   f"(default {DEFAULT_ORT_LEVEL}); the analysis, the timing and --per-op are of that graph")
     p.add_argument("--no-energy", dest="energy", action="store_false",
                    help="do not measure energy (by default, where RAPL or NVML counters are readable, a further "
                    "2 s loop at the first batch size measures joules per inference beside the estimate)")
     p.set_defaults(func=cmd_bench)
+
+
+def _add_optimized(p: argparse.ArgumentParser) -> None:
+    """--optimized, --ort-level and --provider: an .onnx MODEL as ONNX Runtime optimises it."""
+    p.add_argument("--optimized", action="store_true",
+                   help="an .onnx MODEL: analyse the graph ONNX Runtime runs (optimised at --ort-level for "
+                   "--provider) and compare its totals with the file's")
+    p.add_argument("--ort-level", choices=LEVELS, default=DEFAULT_ORT_LEVEL,
+                   help=f"ONNX Runtime's graph optimisation level for --optimized (default {DEFAULT_ORT_LEVEL}: "
+                   "its own default; extended keeps the graph portable, without the CPU's NCHWc layout)")
+    p.add_argument("--provider", choices=tuple(PROVIDERS), default="cpu",
+                   help="ONNX Runtime's execution provider the graph is optimised for (default cpu)")
 
 
 def _add_memory(sub: Any) -> None:
@@ -525,16 +562,46 @@ def _analyse(args: argparse.Namespace, model: Any, source: dict[str, Any], name:
                    value_checks=getattr(args, "value_checks", "assume"), **source, **options)
 
 
-def _onnx_report(args: argparse.Namespace, **options: Any) -> Report:
-    """analyze_onnx() of MODEL, an .onnx file, with the command's input sizes, convention and precision."""
+def _onnx_report(args: argparse.Namespace, path: str | None = None, sizes: list[list[int]] | None = None,
+                 **options: Any) -> Report:
+    """analyze_onnx() of MODEL, an .onnx file (or ``path``, a graph made from it), with the command's input
+    sizes (or ``sizes``), convention and precision."""
     if args.dtype:
         raise InputError("--dtype does not apply to an ONNX model: its dtypes are in the file; --precision, "
                          "--weight-bits and --act-bits set the widths in memory")
-    if args.meta:
+    if getattr(args, "meta", False):
         raise InputError("--meta builds a torch model on the meta device; an ONNX file is analysed from its graph")
-    sizes = [list(s) for s in args.input_size] if args.input_size else None
-    return analyze_onnx(args.model, input_size=sizes, convention=args.convention, precision=args.precision,
+    if sizes is None and args.input_size:
+        sizes = [list(s) for s in args.input_size]
+    return analyze_onnx(path or args.model, input_size=sizes, convention=args.convention, precision=args.precision,
                         weight_bits=args.weight_bits, act_bits=args.act_bits, **options)
+
+
+def _torch_only(args: argparse.Namespace) -> None:
+    if args.optimized:
+        raise InputError(f"--optimized is for an .onnx MODEL (the graph ONNX Runtime runs); {args.model} is a torch "
+                         "model: export it with torch.onnx.export first")
+
+
+def _onnx_document(args: argparse.Namespace, report: Report, **options: Any) -> Document:
+    """The report of an .onnx MODEL; with --optimized, the report of the graph ONNX Runtime runs and both
+    graphs' totals side by side (ratios to the file as exported)."""
+    if not args.optimized:
+        return report_document(report, args.depth, _byte_unit(args))
+    with tempfile.TemporaryDirectory(prefix="rooflens-") as folder:
+        path = optimize_onnx(args.model, level=args.ort_level, provider=args.provider,
+                             output=os.path.join(folder, "optimized.onnx"))
+        optimized = _onnx_report(args, str(path), name=f"{report.model} (ONNX Runtime {args.ort_level}, "
+                                 f"{args.provider})", **options)
+    unit = _byte_unit(args)
+    doc = report_document(optimized, args.depth, unit)
+    both = compare([replace(report, model=f"{report.model} (as exported)"), optimized])
+    side = both.document(unit)
+    heading = Heading("The file as exported and the graph ONNX Runtime runs (ratios to the file)")
+    data = doc.data
+    return replace(doc, blocks=(*doc.blocks, Gap(), heading, *side.blocks[1:]),
+                   data=lambda: {**data(), "as_exported": report.to_dict(operators=False),
+                                 "comparison": both.as_dict()})
 
 
 def hardware(names: Sequence[str], *, device: str = "cpu", threads: int | None = None) -> list[HardwareSpec]:
@@ -577,7 +644,8 @@ def cmd_profile(args: argparse.Namespace) -> Document:
     if is_onnx(args.model):
         if args.summary:
             raise InputError("--summary needs the memory timeline of a torch model; it has none for an ONNX file")
-        return report_document(_onnx_report(args), args.depth, _byte_unit(args))
+        return _onnx_document(args, _onnx_report(args))
+    _torch_only(args)
     model, source, name = _model(args, meta=args.meta)
     report = _analyse(args, model, source, name)
     doc = report_document(report, args.depth, _byte_unit(args))
@@ -634,9 +702,15 @@ def cmd_roofline(args: argparse.Namespace) -> Document:
     if args.calibrated:
         for s in specs:
             calibrate(s)  # raises, naming the device, when it has no micro-benchmark curves
+    if is_onnx(args.model) and args.optimized:
+        if len(specs) > 1 or args.plot:
+            raise InputError("--optimized compares the file with the graph ONNX Runtime runs on one device, "
+                             "without --plot")
+        return _onnx_document(args, _onnx_report(args, hardware=specs[0]), hardware=specs[0])
     if is_onnx(args.model):
         report = _onnx_report(args, hardware=specs[0])
     else:
+        _torch_only(args)
         model, source, name = _model(args, meta=args.meta)
         report = _analyse(args, model, source, name, hardware=specs[0])
     reports = [report] + [report.with_hardware(s) for s in specs[1:]]
@@ -781,6 +855,8 @@ def cmd_bench(args: argparse.Namespace) -> Document:
         raise InputError(f"bench compares with one device's roofline; --hw names {len(specs)}: "
                          f"{', '.join(s.id for s in specs)}")
     hw = specs[0] if specs else None
+    if is_onnx(args.model):
+        return _bench_onnx(args, hw)
     model, source, name = _model(args, meta=False)
     if "input_size" not in source:
         raise InputError(f"bench times inputs of a given shape: give the input shape of {args.model} with "
@@ -809,6 +885,49 @@ def cmd_bench(args: argparse.Namespace) -> Document:
     doc = bench_document(reports, device=args.device, threads=args.threads, dtype=args.dtype, profile=profile,
                          profile_rows=rows, byte_unit=_byte_unit(args))
     return _with_energy(doc, args, model, reports[0], [(batches[0], *s) for s in per_sample]) if args.energy else doc
+
+
+def _bench_onnx(args: argparse.Namespace, hw: HardwareSpec | None) -> Document:
+    """`rooflens bench model.onnx`: ONNX Runtime optimises the graph at --ort-level for --device's provider;
+    that graph is timed (rooflens.measurement.onnxrt.measure_onnx) and analysed at each batch size, and with
+    --per-op profiled by ONNX Runtime's profiler, node by node against the analysed records."""
+    if args.dtype:
+        raise InputError("--dtype does not apply to an ONNX model: its dtypes are in the file")
+    provider = args.device.split(":")[0]
+    if provider not in PROVIDERS:
+        raise InputError(f"--device {args.device}: ONNX Runtime runs here on {' or '.join(PROVIDERS)}")
+    sizes = [list(s) for s in args.input_size] if args.input_size else None
+    if args.batch and sizes is None:
+        raise InputError("--batch replaces the inputs' first dimension: give the input shapes with --input-size")
+    batches = args.batch or [sizes[0][0] if sizes else None]
+    timing = {"provider": provider, "threads": args.threads}
+    with tempfile.TemporaryDirectory(prefix="rooflens-") as folder:
+        graph = str(optimize_onnx(args.model, level=args.ort_level, provider=provider,
+                                  output=os.path.join(folder, "graph.onnx")))
+        name = f"{os.path.basename(args.model).removesuffix('.onnx')} (ONNX Runtime {args.ort_level})"
+        reports = []
+        for b in batches:
+            shapes = [[b, *s[1:]] for s in sizes] if sizes and b is not None else sizes
+            bar = _ProgressBar(f"timing {name}" + (f", batch {b}" if len(batches) > 1 else ""))
+            try:
+                m = measure_onnx(graph, input_size=shapes, level="disabled", warmup=args.warmup, iters=args.iters,
+                                 max_seconds=args.max_seconds, progress=bar, **timing)
+            finally:
+                bar.close()
+            report = _onnx_report(args, graph, shapes, hardware=hw, name=name)
+            reports.append(replace(report, measurement=m))
+        profile, rows = None, []
+        if args.per_op:
+            first = [[batches[0], *s[1:]] for s in sizes] if sizes and batches[0] is not None else sizes
+            nodes = profile_onnx(graph, input_size=first, level="disabled", **timing)
+            profile = profile_report(reports[0], nodes)
+            rows = measurement.module_rows(profile, depth=args.depth)
+    doc = bench_document(reports, device=f"{args.device}, {runtime_version()}", threads=args.threads,
+                         profile=profile, profile_rows=rows, byte_unit=_byte_unit(args))
+    if args.energy:
+        doc = replace(doc, blocks=(*doc.blocks, Gap(), Note("Energy not measured: rooflens measures the energy of "
+                                                            "torch models only (the estimate: rooflens energy)")))
+    return doc
 
 
 def _with_energy(doc: Document, args: argparse.Namespace, model: Any, report: Report, sizes: list[Any]) -> Document:

@@ -1,6 +1,7 @@
 """ONNX Runtime: the graph it really runs, its latency, its time per node, and its int8 models.
 
-Four entry points, for a model file (``.onnx``) and an execution provider (``"cpu"``; ``"cuda"`` where
+Four entry points (and :func:`profile_report`, which lays a node profile on the analysis of the graph that
+ran), for a model file (``.onnx``) and an execution provider (``"cpu"``; ``"cuda"`` where
 ONNX Runtime has its CUDA provider, i.e. ``onnxruntime-gpu`` and a GPU):
 
 * :func:`optimize_onnx`: ONNX Runtime optimises the graph for a provider at a level and saves it
@@ -52,9 +53,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from rooflens.analysis.modules import lineage
 from rooflens.capture.inputs import parse_shapes
+from rooflens.capture.onnx_graph import path_from_name
 from rooflens.errors import InputError, ModelError
+from rooflens.measurement.profile import OperatorProfile, UnmatchedEvent, module_profiles
 from rooflens.measurement.timer import Measurement, Progress, _check_options, time_callable, whole_number
+from rooflens.report.report import Report
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +118,7 @@ class NodeTime:
 
     ``name`` is the node's name in the (optimised) graph, the event name without its ``_kernel_time``
     suffix; ``op_type`` is the event's ``op_name`` (``FusedConv``, ``Conv`` for an NCHWc conv: the profiler
-    does not give the domain); ``seconds`` the median over the profiled runs of the node's kernel time in a
+    does not give the domain); ``seconds`` the mean over the profiled runs of the node's kernel time in a
     run (0 in a run where it did not execute); ``calls`` the kernel events of the node in all profiled runs
     together (``runs`` of :class:`NodeProfile` for a node that runs once a run).
     """
@@ -134,7 +139,7 @@ class NodeProfile:
     """ONNX Runtime's profile of a model: per node in execution order, and per run.
 
     ``run_seconds``: median over the profiled runs of the session's ``model_run`` event (the whole
-    ``run()``: input checks, the executor, output handling); ``kernel_seconds``: median over the runs of the
+    ``run()``: input checks, the executor, output handling); ``kernel_seconds``: mean over the runs of the
     sum of the kernel times in a run, at most ``run_seconds`` run by run with the sequential executor; the
     difference is the runtime's own time between kernels. Times include the profiler's per-node
     bookkeeping (memory and thread statistics: a few microseconds a node on a CPU).
@@ -167,6 +172,61 @@ class NodeProfile:
             "warmup": self.warmup, "run_seconds": self.run_seconds, "kernel_seconds": self.kernel_seconds,
             "overhead_seconds": self.overhead_seconds, "nodes": [n.as_dict() for n in self.nodes],
         }
+
+
+# ONNX Runtime kernels of the nodes the analysis records nothing for: they move no data (a Reshape's kernel
+# hands its input buffer on, as torch's views do)
+_VIEW_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Size", "Dropout"})
+
+
+def profile_report(report: Report, nodes: NodeProfile) -> OperatorProfile:
+    """ONNX Runtime's node times laid on ``report``'s records, node by node, as the torch per-operator profile
+    lays torch's events (:class:`~rooflens.measurement.profile.OperatorProfile`): ``report`` must analyse the
+    graph ONNX Runtime ran (:func:`optimize_onnx` at the profile's level), whose node names the records carry
+    (``OpRecord.node``). A node's time goes to its records (shared equally when it has several); nodes with
+    no record are unmatched events (view kernels flagged as such); records whose node did not run (or ran
+    under another name) are unmatched records. A module's measured time is its nodes' kernel time."""
+    by_node: dict[str, list[int]] = {}
+    for i, r in enumerate(report.records):
+        if r.node:
+            by_node.setdefault(r.node, []).append(i)
+    n = len(report.records)
+    seconds: list[float | None] = [None] * n
+    events: list[str | None] = [None] * n
+    module_time: dict[str, float] = {}
+    unmatched: list[UnmatchedEvent] = []
+    ran = [node for node in nodes.nodes if node.calls]
+    runs = max(1, nodes.runs)
+    for node in ran:
+        claims = by_node.get(node.name, [])
+        module = report.records[claims[0]].module if claims else path_from_name(node.name)
+        module = module if module in report.modules else ""
+        for path in lineage(module):
+            module_time[path] = module_time.get(path, 0.0) + node.seconds
+        if not claims:
+            unmatched.append(UnmatchedEvent(f"onnx.{node.op_type}", node.calls / runs, node.seconds, (module,),
+                                            node.op_type in _VIEW_OPS))
+        for i in claims:
+            seconds[i] = (seconds[i] or 0.0) + node.seconds / len(claims)
+            events[i] = node.name
+    record_seconds = tuple(seconds)
+    return OperatorProfile(
+        device=nodes.provider.removesuffix("ExecutionProvider").lower(),
+        iters=nodes.runs,
+        threads=nodes.threads,
+        wall_seconds=nodes.run_seconds,
+        profiled_seconds=nodes.kernel_seconds,
+        events_per_call=float(len(ran)),
+        matched_events_per_call=float(sum(1 for node in ran if node.name in by_node)),
+        record_seconds=record_seconds,
+        record_events=tuple(events),
+        unmatched_records=tuple(i for i, s in enumerate(record_seconds) if s is None),
+        unmatched_events=tuple(sorted(unmatched, key=lambda e: (-e.seconds, e.name))),
+        modules=module_profiles(report, record_seconds, module_time),
+        has_roofline=report.hardware is not None,
+        notes=(f"{nodes.runtime} profiler: kernel time of each node, mean of {nodes.runs} runs",),
+        _records=report.records,
+    )
 
 
 # ---- optimising --------------------------------------------------------------------------------------
@@ -357,13 +417,13 @@ def parse_profile(
         calls[node] = calls.get(node, 0) + 1
     nodes = tuple(
         NodeTime(name=n, op_type=info[n][0], provider=info[n][1],
-                 seconds=statistics.median(r.get(n, 0.0) for r in per_run), calls=calls[n])
+                 seconds=statistics.fmean(r.get(n, 0.0) for r in per_run), calls=calls[n])
         for n in order
     )
     return NodeProfile(
         nodes=nodes,
         run_seconds=statistics.median((end - start) / 1e6 for start, end in kept),
-        kernel_seconds=statistics.median(sum(r.values()) for r in per_run),
+        kernel_seconds=statistics.fmean(sum(r.values()) for r in per_run),
         runs=len(kept),
         warmup=warmup,
         provider=provider,

@@ -723,7 +723,7 @@ def _build(report: Report, calls: list[_Call], device: str, threads: int, kind: 
             key=lambda e: (-e.seconds, e.name),
         )
     )
-    modules = _modules(report, record_seconds, {p: t / iters for p, t in module_time.items()})
+    modules = module_profiles(report, record_seconds, {p: t / iters for p, t in module_time.items()})
     notes = []
     if kind == "mps":
         notes.append("on MPS the profiler sees only the CPU side of each operator (launches), not the GPU time")
@@ -746,7 +746,7 @@ def _build(report: Report, calls: list[_Call], device: str, threads: int, kind: 
     )
 
 
-def _modules(
+def module_profiles(
     report: Report, record_seconds: tuple[float | None, ...], measured: dict[str, float]
 ) -> dict[str, ModuleProfile]:
     matched: dict[str, float] = {}
