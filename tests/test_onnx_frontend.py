@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import rooflens
 from rooflens import InputError
-from rooflens.capture.onnx_graph import path_from_name
+from rooflens.capture.onnx_graph import original_node_name, path_from_name
 from rooflens.cli import main
 from rooflens.formulas import onnx_ops
 from rooflens.types import TensorKind
@@ -435,9 +435,29 @@ def test_shape_arithmetic_is_computed() -> None:
     ("/fc/Gemm", "fc"),
     ("/Flatten", ""),
     ("Conv_0", ""),
+    # ONNX Runtime's optimised graphs: NCHWc nodes named after the tensor they write, fusions after the node
+    # they replaced, "_token_<n>" on a name already taken
+    ("/layer1/layer1.0/conv2/Conv_output_0_nchwc", "layer1.0.conv2"),
+    ("/layer1/layer1.0/relu/Relu_output_0_nchwc_token_7", "layer1.0.relu"),
+    ("/bn/BatchNormalization_output_0_bn_nchwc", "bn"),
+    ("/features/features.0/features.0.2/Mul/QuickGeluFusion/", "features.0.2"),
+    ("ReorderOutput_token_3", ""),
 ])
 def test_path_from_name(name: str, path: str) -> None:
     assert path_from_name(name) == path
+
+
+@pytest.mark.parametrize(("name", "original"), [
+    ("/layer1/layer1.0/conv2/Conv_output_0_nchwc", "/layer1/layer1.0/conv2/Conv"),
+    ("/maxpool/MaxPool_output_0_nchwc_token_12", "/maxpool/MaxPool"),
+    ("/bn/BatchNormalization_output_0_bn_nchwc", "/bn/BatchNormalization"),
+    ("/a/Mul/QuickGeluFusion/", "/a/Mul"),
+    ("34_nchwc", "34"),
+    ("/layer1/layer1.0/conv1/Conv", "/layer1/layer1.0/conv1/Conv"),  # untouched
+    ("conv_output_0", "conv_output_0"),  # an "_output_<n>" only goes with an NCHWc suffix
+])
+def test_original_node_name(name: str, original: str) -> None:
+    assert original_node_name(name) == original
 
 
 def test_module_tree_from_node_names() -> None:
@@ -668,6 +688,167 @@ def test_onnxruntime_quantized_models_count_as_int8(tmp_path: Path) -> None:
     # 1562 float32 parameters, 6248 B; int8 weights + int32 biases + scales: about a quarter
     assert reports["fp32"].params.bytes == 6248
     assert 0.2 < qdq.params.bytes / 6248 < 0.3
+
+
+# ---- ONNX Runtime's NCHWc layout (the "layout"/"all" optimisation levels on a CPU) -----------------------
+
+NCHWC = "com.microsoft.nchwc"
+
+
+def test_nchwc_shapes_and_costs_from_the_attributes() -> None:
+    """The NCHWc operators on a hand-written graph (what ONNX Runtime writes for a CPU of 16-channel blocks):
+    shapes from the attributes as ONNX Runtime's schemas infer them, costs as the plain operators'."""
+    nodes = [
+        helper.make_node("ReorderInput", ["x"], ["xb"], domain=NCHWC, name="ReorderInput"),
+        helper.make_node("Conv", ["xb", "w", "b"], ["c"], domain=NCHWC, name="/conv/Conv_output_0_nchwc",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], activation="Relu"),
+        helper.make_node("Upsample", ["c"], ["u"], domain=NCHWC, name="/up/Resize_output_0_nchwc",
+                         scales=[1, 1, 2, 2], mode="nearest"),
+        helper.make_node("AveragePool", ["u"], ["p"], domain=NCHWC, name="/pool/AveragePool_output_0_nchwc",
+                         kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("ReorderOutput", ["p"], ["y"], domain=NCHWC, name="ReorderOutput_token_1",
+                         channels=20, channels_last=1),
+    ]
+    # 24 input channels padded to 32; 20 output channels padded to 32 (zero rows in w and b)
+    m = model(nodes, [("x", F, (1, 24, 6, 6))], [("y", F)], [tensor("w", (32, 32, 3, 3)), tensor("b", (32,))])
+    m.opset_import.append(helper.make_opsetid(NCHWC, 1))
+    report = rooflens.analyze_onnx(m)
+    assert report.unsupported_ops() == {}
+    reorder_in, conv, up, pool, reorder_out = report.records
+    # ReorderInput: the channels rounded up to what the convolution reads, 32 x 1 = 32: (1, 32, 6, 6)
+    assert reorder_in.outputs[0].shape == (1, 32, 6, 6) and reorder_in.op == f"{NCHWC}.ReorderInput"
+    # a copy: reads 24 x 36 x 4 = 3456 B, writes 32 x 36 x 4 = 4608 B, no FLOPs
+    assert (reorder_in.cost.flops, reorder_in.cost.bytes_read, reorder_in.cost.bytes_written) == (0, 3456, 4608)
+    # conv: 32 x 6 x 6 = 1152 outputs x 32 x 3 x 3 = 288 taps = 331776 MACs (padded channels included);
+    # FLOPs 2 x 331776 + 1152 bias adds + 1152 fused Relu = 665856
+    assert conv.outputs[0].shape == (1, 32, 6, 6)
+    assert (conv.cost.macs, conv.cost.flops, conv.family) == (331776, 665856, "conv")
+    # Upsample x2 nearest: (1, 32, 12, 12), no FLOPs; AveragePool 2x2/2: 1152 outputs x (4 adds + 1 divide)
+    assert up.outputs[0].shape == (1, 32, 12, 12) and up.cost.flops == 0
+    assert pool.outputs[0].shape == (1, 32, 6, 6) and pool.cost.flops == 5760
+    # ReorderOutput: 20 channels, last: (1, 6, 6, 20); reads 1152 x 4 = 4608 B, writes 720 x 4 = 2880 B
+    assert reorder_out.outputs[0].shape == (1, 6, 6, 20)
+    assert (reorder_out.cost.bytes_read, reorder_out.cost.bytes_written) == (4608, 2880)
+    # modules: the NCHWc nodes by the tensor they are named after; the reorders by the tensor they convert
+    assert [r.module for r in report.records] == ["", "conv", "up", "pool", ""]
+    assert any("NCHWc" in d for d in report.diagnostics)
+
+
+def _export(net: Any, size: Sequence[int], path: Path) -> Path:
+    import contextlib
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(net.eval(), (torch.randn(*size),), str(path), dynamo=False)
+    return path
+
+
+def _optimized(path: Path, level: str) -> Path:
+    pytest.importorskip("onnxruntime")
+    from rooflens.measurement.onnxrt import optimize_onnx
+
+    return optimize_onnx(path, level=level, output=path.with_suffix(f".{level}.onnx"))
+
+
+def _nchwc_ops(report: rooflens.Report) -> set[str]:
+    ops = {r.op for r in report.records if r.op.startswith(NCHWC)}
+    if not ops:
+        pytest.skip("ONNX Runtime wrote no NCHWc operators on this CPU")
+    return ops
+
+
+def test_nchwc_graph_of_a_small_net_counts_by_hand(tmp_path: Path) -> None:
+    """A small residual CNN optimised by ONNX Runtime at level "all": NCHWc convolutions with the activation and
+    the residual add fused in, pools and a reorder; 16 channels make whole blocks of 8 or 16, so the counts
+    are the original graph's."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.act1 = nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()
+            self.pool = nn.MaxPool2d(2)
+            self.conv2, self.act2 = nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()
+            self.conv3, self.act3 = nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()
+            self.gap, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(16, 10)
+
+        def forward(self, x: Any) -> Any:
+            p = self.pool(self.act1(self.conv1(x)))
+            y = self.act3(self.conv3(self.act2(self.conv2(p))) + p)
+            return self.fc(self.gap(y).flatten(1))
+
+    torch.manual_seed(0)
+    original = _export(Net(), (1, 3, 16, 16), tmp_path / "net.onnx")
+    report = rooflens.analyze_onnx(_optimized(original, "all"))
+    assert _nchwc_ops(report) == {f"{NCHWC}.{op}" for op in ("Conv", "MaxPool", "GlobalAveragePool", "ReorderOutput")}
+    assert report.unsupported_ops() == {}
+    # conv1 3 -> 16 on 16x16: 4096 outputs x 27 taps = 110592; conv2, conv3 16 -> 16 on 8x8: 1024 x 144 = 147456
+    # each; fc 16 x 10 = 160: 110592 + 2 x 147456 + 160 = 405664 MACs
+    assert report.total().macs == 405664
+    # conv1 2 x 110592 + 4096 bias + 4096 Relu = 229376; max pool 1024 outputs x 4 = 4096; conv2 2 x 147456
+    # + 1024 bias + 1024 Relu = 296960; conv3 the same + 1024 for the fused residual add = 297984; global
+    # average pool 1024 adds + 16 divides = 1040; fc 2 x 160 + 10 bias = 330: 829786, the original's
+    assert report.total().flops == 829786
+    assert rooflens.analyze_onnx(original).total().flops == 829786
+    conv3 = next(r for r in report.records if r.module == "conv3")
+    # reads act2's output 1024 x 4 = 4096 B, w 16 x 144 x 4 = 9216 B, b 64 B and the residual 4096 B: 17472
+    assert (conv3.op, conv3.cost.bytes_read, conv3.cost.bytes_written) == (f"{NCHWC}.Conv", 17472, 4096)
+    # conv1 and conv2 were fused with their Relu before the NCHWc rewrite and carry its output's name
+    modules = {r.op.rsplit(".", 1)[-1] + ":" + r.module for r in report.records}
+    assert modules == {"Conv:act1", "MaxPool:pool", "Conv:act2", "Conv:conv3", "GlobalAveragePool:gap",
+                       "ReorderOutput:gap", "Gemm:fc"}
+
+
+@pytest.fixture(scope="module")
+def resnet18_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torchvision = pytest.importorskip("torchvision")
+    original = _export(torchvision.models.resnet18(weights=None), (1, 3, 64, 64),
+                       tmp_path_factory.mktemp("resnet18") / "resnet18.onnx")
+    return {"original": original, "extended": _optimized(original, "extended"), "all": _optimized(original, "all")}
+
+
+def test_nchwc_resnet18_counts_the_original_macs(resnet18_graphs: dict[str, Path]) -> None:
+    reports = {level: rooflens.analyze_onnx(path) for level, path in resnet18_graphs.items()}
+    assert _nchwc_ops(reports["all"]) >= {f"{NCHWC}.Conv", f"{NCHWC}.MaxPool", f"{NCHWC}.GlobalAveragePool"}
+    # 64x64: conv1 64 x 32 x 32 x 3 x 49 = 9633792; layer1 4 x 64 x 16 x 16 x 64 x 9 = 37748736; layers 2-4
+    # each 4718592 (the strided conv) + 524288 (downsample) + 3 x 9437184 = 33554432; fc 512000:
+    # 9633792 + 37748736 + 3 x 33554432 + 512000 = 148557824 (channels 64 ... 512: whole blocks, nothing padded)
+    assert {level: r.total().macs for level, r in reports.items()} == dict.fromkeys(reports, 148557824)
+    assert reports["all"].unsupported_ops() == {}
+    modules = {r.node: r.module for r in reports["all"].records}
+    assert modules["/layer1/layer1.0/conv2/Conv_output_0_nchwc"] == "layer1.0.conv2"
+    assert modules["/layer2/layer2.0/downsample/downsample.0/Conv_output_0_nchwc"] == "layer2.0.downsample.0"
+    assert modules["/maxpool/MaxPool_output_0_nchwc"] == "maxpool"
+    # conv1 + bn1 + relu, fused at level "extended", is named after relu's output: in layer1.0.relu
+    assert modules["/layer1/layer1.0/relu/Relu_output_0_nchwc"] == "layer1.0.relu"
+    extended = {r.node: r.module for r in reports["extended"].records}
+    assert extended["/layer1/layer1.0/conv1/Conv"] == "layer1.0.conv1"  # FusedConv keeps the Conv's name
+    assert {r.op for r in reports["extended"].records if r.module == "layer1.0.conv1"} == {"com.microsoft.FusedConv"}
+
+
+def test_nchwc_mobilenet_v2_counts_the_padded_channels(tmp_path: Path) -> None:
+    """MobileNetV2's 24-channel layers run padded to the block: 24 rounded up to 16 is 32 (to 8: 24). The kernel
+    computes the padded channels, and rooflens counts them."""
+    torchvision = pytest.importorskip("torchvision")
+    original = _export(torchvision.models.mobilenet_v2(weights=None), (1, 3, 64, 64), tmp_path / "mnv2.onnx")
+    optimized = _optimized(original, "all")
+    report = rooflens.analyze_onnx(optimized)
+    _nchwc_ops(report)
+    assert report.unsupported_ops() == {}
+    # the padded channel count, read off the weight of features.2's projection (24 output channels)
+    graph = onnx.load(str(optimized)).graph
+    weight = next(n.input[1] for n in graph.node if n.name == "/features/features.2/conv/conv.2/Conv_output_0_nchwc")
+    padded = next(t.dims[0] for t in graph.initializer if t.name == weight)
+    assert padded in (24, 32)
+    # at 64x64 the 24-channel tensors are 16x16 = 256 positions; padded channels computed by 1x1 convolutions:
+    # features.2 projection 96 -> 24 (96 taps per padded output), features.3 expansion 24 -> 144 (144 outputs
+    # per padded input), features.3 projection 144 -> 24 (144 taps), features.4 expansion 24 -> 144 (144):
+    # (padded - 24) x 256 x (96 + 3 x 144) = (padded - 24) x 135168 MACs; 1081344 at 32
+    assert report.total().macs - rooflens.analyze_onnx(original).total().macs == (padded - 24) * 135168
 
 
 def test_the_model_given_is_left_as_it_was() -> None:

@@ -16,6 +16,10 @@ recorded as unsupported with its bytes, as in torch.
 * **QDQ**: a node whose floating-point inputs all come from DequantizeLinear nodes and whose outputs all
   go to one QuantizeLinear each is counted as the int8 node ONNX Runtime fuses it into (QLinearConv ...),
   reading and writing int8 (see :func:`rooflens.formulas.onnx_ops.qdq_unit_cost`).
+* **NCHWc**: the operators ONNX Runtime's "layout"/"all" optimisation writes for a CPU (domain
+  ``com.microsoft.nchwc``) get their shapes from the rules of ONNX Runtime's schemas (:func:`_infer_nchwc`),
+  are counted on the blocked tensors, padded channels included, and are placed in the module of the node
+  whose output they are named after (:func:`original_node_name`); docs/onnx.md, "ONNX Runtime's NCHWc graphs".
 
 The ``onnx`` package is imported here, lazily: ``pip install rooflens[onnx]``.
 """
@@ -36,6 +40,7 @@ from typing import Any
 from rooflens.errors import InputError, ModelError
 from rooflens.formulas.onnx_ops import (
     MS_DOMAIN,
+    NCHWC_DOMAIN,
     VIEW_OPS,
     OnnxCall,
     OnnxEntry,
@@ -47,7 +52,7 @@ from rooflens.types import ZERO, Convention, Cost, ModuleNode, OpRecord, ParamSt
 
 INSTALL_HINT = "pip install 'rooflens[onnx]'"
 EXECUTED = "onnx (shape inference on the graph: nothing computed)"
-KNOWN_DOMAINS = frozenset({"", "ai.onnx", MS_DOMAIN, "ai.onnx.ml"})
+KNOWN_DOMAINS = frozenset({"", "ai.onnx", MS_DOMAIN, NCHWC_DOMAIN, "ai.onnx.ml"})
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 CLASSES_KEY = "pkg.torch.onnx.class_hierarchy"
 REWRITE_KEY = "pkg.onnxscript.rewriter.rule_name"
@@ -423,7 +428,17 @@ def _propagate(onnx: Any, model: Any, info: dict[str, TensorInfo]) -> None:
             with contextlib.suppress(Exception):
                 values[t.name] = numpy_helper.to_array(t)
     evaluators: dict[bytes, Any] = {}
+    consumers: dict[str, list[Any]] | None = None
     for node in model.graph.node:
+        if node.domain == NCHWC_DOMAIN:
+            if not all(n in info and info[n][1] is not None for n in node.output if n):
+                if consumers is None:
+                    consumers = {}
+                    for user in model.graph.node:
+                        for name in user.input:
+                            consumers.setdefault(name, []).append(user)
+                _infer_nchwc(onnx, node, info, values, opset, model, consumers)
+            continue
         if node.domain == MS_DOMAIN:
             if not all(n in info and info[n][1] is not None for n in node.output if n):
                 _infer_contrib(onnx, node, info, values, opset, model)
@@ -554,6 +569,74 @@ def _infer_contrib(onnx: Any, node: Any, info: dict[str, TensorInfo], values: Ma
         info[node.output[0]] = (source[0] if source is not None else 1, known[1])
 
 
+# ONNX Runtime's NCHWc operators (domain com.microsoft.nchwc) whose output shapes are their ai.onnx
+# namesakes' on the same inputs and attributes: the graph declares the blocked tensors 4-d, [N, C_b, H, W]
+# (C_b: the channels rounded up to the block), as ONNX Runtime's schemas infer them
+# (onnxruntime/core/graph/contrib_ops/nchwc_schema_defs.cc).
+_NCHWC_SHAPES: dict[str, tuple[str, tuple[int, ...], frozenset[str]]] = {
+    "Conv": ("Conv", (0, 1, 2), frozenset({"activation", "activation_params"})),
+    "MaxPool": ("MaxPool", (0,), frozenset()),
+    "AveragePool": ("AveragePool", (0,), frozenset()),
+    "GlobalAveragePool": ("GlobalAveragePool", (0,), frozenset()),
+    "GlobalMaxPool": ("GlobalMaxPool", (0,), frozenset()),
+}
+
+
+def _infer_nchwc(onnx: Any, node: Any, info: dict[str, TensorInfo], values: Mapping[str, Any],
+                 opset: Mapping[str, int], model: Any, consumers: Mapping[str, Sequence[Any]]) -> None:
+    """Output shapes of the NCHWc operators, by the rules of ONNX Runtime's schemas: Conv and the pools as
+    their ai.onnx namesakes; Upsample scales every dimension by its integer ``scales``; ReorderOutput gives
+    ``channels`` channels (last with ``channels_last``); ReorderInput rounds the channels up to the block,
+    read off the convolutions it feeds (see :func:`_nchwc_channels`)."""
+    if node.op_type in _NCHWC_SHAPES:
+        op, positions, dropped = _NCHWC_SHAPES[node.op_type]
+        inputs = [node.input[p] if p < len(node.input) else "" for p in positions]
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        proxy = onnx.helper.make_node(op, inputs, [node.output[0]])
+        proxy.attribute.extend(a for a in node.attribute if a.name not in dropped)
+        _infer_node(onnx, proxy, info, values, opset, model)
+        return
+    elem, shape = info.get(node.input[0], (0, None)) if node.input else (0, None)
+    if shape is None or len(shape) < 2 or not node.output:
+        return
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    last = bool(attrs.get("channels_last", 0))
+    out: tuple[int, ...] | None = None
+    if node.op_type == "Upsample":
+        scales = [int(s) for s in attrs.get("scales", [])]
+        if len(scales) == len(shape):
+            out = tuple(d * s for d, s in zip(shape, scales, strict=True))
+    elif node.op_type == "ReorderOutput":
+        channels = int(attrs.get("channels", 0))
+        if channels > 0:
+            out = (shape[0], *shape[2:], channels) if last else (shape[0], channels, *shape[2:])
+    elif node.op_type == "ReorderInput":
+        channels = shape[-1] if last else shape[1]
+        spatial = shape[1:-1] if last else shape[2:]
+        out = (shape[0], _nchwc_channels(node.output[0], channels, info, consumers), *spatial)
+    if out is not None:
+        info[node.output[0]] = (elem, out)
+
+
+def _nchwc_channels(name: str, channels: int, info: Mapping[str, TensorInfo],
+                    consumers: Mapping[str, Sequence[Any]]) -> int:
+    """The channels of a ReorderInput's blocked output: ``channels`` rounded up to the block size, which the
+    graph does not state; the NCHWc convolutions that read it do (``W.shape[1] x group`` input channels).
+    ONNX Runtime reorders inputs for convolutions and pools only, and a pool's channels are a multiple of
+    the block already: without a convolution to read, the channels stay as they are."""
+    padded = channels
+    for user in consumers.get(name, []):
+        if user.domain != NCHWC_DOMAIN or user.op_type != "Conv" or len(user.input) < 2 or user.input[0] != name:
+            continue
+        weight = info.get(user.input[1])
+        if weight is None or weight[1] is None or len(weight[1]) < 2:
+            continue
+        group = next((int(a.i) for a in user.attribute if a.name == "group"), 1)
+        padded = max(padded, weight[1][1] * group)
+    return padded
+
+
 def _infer_fused_matmul(node: Any, info: dict[str, TensorInfo]) -> None:
     """FusedMatMul: MatMul of A (transA) and B (transB), batch dimensions broadcast."""
     a, b = info.get(node.input[0]), info.get(node.input[1])
@@ -630,14 +713,40 @@ def _atoms(text: str) -> list[str]:
     return [a for a in text.split(".") if a]
 
 
+_ORT_TOKEN = re.compile(r"_token_\d+$")  # ONNX Runtime's suffix for a node name already taken
+_NCHWC_SUFFIX = re.compile(r"(_bn)?_nchwc$")
+_OUTPUT_SUFFIX = re.compile(r"_output_\d+$")
+
+
+def original_node_name(name: str) -> str:
+    """The name of the node an ONNX Runtime rewrite replaced, as the exporter wrote it.
+
+    * ``_token_<n>``: ONNX Runtime's suffix for a name already taken, dropped;
+    * ``<node>/<Fusion>/`` (``/features/features.0/features.0.2/Mul/QuickGeluFusion/``): a fusion names its
+      node after the node it replaced: ``<node>``;
+    * the NCHWc transformer names its nodes after the tensor they write, ``<tensor>_nchwc`` (a batch norm made
+      a convolution ``<tensor>_bn_nchwc``), and the exporters name tensors ``<node>_output_<n>``:
+      ``/layer1/layer1.0/conv2/Conv_output_0_nchwc`` -> ``/layer1/layer1.0/conv2/Conv``.
+
+    Any other name is returned as it is."""
+    name = _ORT_TOKEN.sub("", name)
+    if name.endswith("/") and name.strip("/").count("/"):
+        name = name.rstrip("/").rsplit("/", 1)[0]
+    stripped = _NCHWC_SUFFIX.sub("", name)
+    if stripped != name:
+        name = _OUTPUT_SUFFIX.sub("", stripped)
+    return name
+
+
 def path_from_name(name: str) -> str:
     """The module path in a node name as exporters write it: ``/layer1/layer1.0/conv1/Conv`` ->
-    ``layer1.0.conv1``; ``""`` for a name without one.
+    ``layer1.0.conv1``; ``""`` for a name without one. Names ONNX Runtime's optimizer gives the nodes it
+    writes are read as the names of the nodes they replaced (:func:`original_node_name`).
 
     torch's TorchScript exporter names each scope by the module's name with its numeric parents:
     ``layer1.0`` under ``layer1``, ``conv.0.0`` under ``...conv.0``. A scope extends its parent's path
     by what it does not repeat of it."""
-    segments = [s for s in name.split("/") if s]
+    segments = [s for s in original_node_name(name).split("/") if s]
     path: list[str] = []
     for segment in segments[:-1]:
         atoms = _atoms(segment)
@@ -1051,7 +1160,7 @@ def module_paths(g: _Graph) -> _Tree:
             path = scopes[-1][0]
             path = _fused_weight_path(g, node, meta, path)
         else:
-            path = path_from_name(node.name)
+            path = path_from_name(_reordered_tensor(node) or node.name)
             hierarchy = hierarchy or bool(path)
         paths.append(path)
     if not hierarchy:
@@ -1061,6 +1170,18 @@ def module_paths(g: _Graph) -> _Tree:
             seen[base] = seen.get(base, 0) + 1
             paths[i] = base if seen[base] == 1 else f"{base}_{seen[base]}"
     return _Tree(paths, classes, not hierarchy)
+
+
+def _reordered_tensor(node: Any) -> str:
+    """An NCHWc ReorderInput's input or ReorderOutput's output: the tensor, named by the node that wrote it
+    in the original graph, whose layout it changes (the node itself is named ``ReorderOutput_token_<n>``)."""
+    if node.domain != NCHWC_DOMAIN:
+        return ""
+    if node.op_type == "ReorderOutput" and node.output:
+        return str(node.output[0])
+    if node.op_type == "ReorderInput" and node.input:
+        return str(node.input[0])
+    return ""
 
 
 def _fused_weight_path(g: _Graph, node: Any, meta: Mapping[str, str], path: str) -> str:
@@ -1273,6 +1394,12 @@ def _notes(diagnostics: list[str], model: Any, walker: _Walker, units: Mapping[i
                           + (f", produced by {producer}" if producer else ""))
     if tree.flat:
         diagnostics.append("the node names carry no module hierarchy: one module per node, under the root")
+    nchwc = sum(n.domain == NCHWC_DOMAIN for n in model.graph.node)
+    if nchwc:
+        diagnostics.append(f"{nchwc} node(s) of ONNX Runtime's NCHWc layout ({NCHWC_DOMAIN}: ONNX Runtime's 'layout' or "
+                           "'all' optimisation on a CPU), counted on the blocked tensors as they run: channels padded "
+                           "to the block (8 or 16) are counted, in MACs, FLOPs and bytes; a convolution fused "
+                           "with its activation is named, and placed, after the activation's output")
     if units:
         diagnostics.append(f"{len(units)} QDQ node unit(s) (DequantizeLinear -> op -> QuantizeLinear) counted as "
                            "the int8 operators ONNX Runtime fuses them into (records with via 'QDQ')")

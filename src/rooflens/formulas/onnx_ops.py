@@ -642,6 +642,36 @@ def fused_conv(call: OnnxCall) -> Cost:
 onnx_formula("NhwcConv", family="conv", domain=MS_DOMAIN)(conv)  # out.numel x prod(W[1:]): layout-free
 
 
+# ---- ONNX Runtime's NCHWc layout (domain com.microsoft.nchwc) ------------------------------------------
+#
+# At the "layout"/"all" levels on the CPU, ONNX Runtime's NCHWc transformer rewrites convolutions and pools
+# to run on channel blocks of b = 8 or 16 (the vector width). Its graph declares the blocked tensors 4-d,
+# [N, C_b, H, W] with C_b = C rounded up to a multiple of b (their memory is [N, C_b / b, H, W, b]: the same
+# elements), the weights (C_b_out, C_b_in / group, kh, kw) with zero rows and columns for the padded
+# channels, and the biases (C_b_out,). Each operator is counted on those tensors as the kernel runs it:
+# MACs and FLOPs include the padded channels, bytes are the blocked tensors' real sizes. A model whose
+# channel counts are multiples of b counts the same MACs as before the rewrite; docs/onnx.md ("NCHWc").
+
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+
+
+@onnx_formula("Conv", family="conv", domain=NCHWC_DOMAIN)
+def nchwc_conv(call: OnnxCall) -> Cost:
+    """as FusedConv on the blocked tensors (padded channels included): conv_cost + the fused activation + 1 per output for Sum"""
+    return fused_conv(call)
+
+
+_register(("MaxPool",), max_pool, family="pool", domain=NCHWC_DOMAIN, reads=(0,), doc=_first_line(max_pool.__doc__))
+_register(("AveragePool",), average_pool, family="pool", domain=NCHWC_DOMAIN, reads=(0,),
+          doc=_first_line(average_pool.__doc__))
+_register(("Upsample",), resize, family="pool", domain=NCHWC_DOMAIN, reads=(0,),
+          doc="as `onnx.Upsample` (nearest, integer scales): 0")
+alias("GlobalAveragePool", "aten.mean", args=_reduce_args, domain=NCHWC_DOMAIN)
+alias("GlobalMaxPool", "aten.amax", args=_reduce_args, domain=NCHWC_DOMAIN)
+# NCHW (or NHWC) <-> NCHWc blocks: a copy that moves every element (and zero-fills or drops the padded channels)
+alias(("ReorderInput", "ReorderOutput"), "aten.permute_copy", domain=NCHWC_DOMAIN)
+
+
 # ---- matrix products ---------------------------------------------------------------------------------
 
 def _product(call: OnnxCall, a: TensorMeta, k: int, bias: bool) -> Cost:
