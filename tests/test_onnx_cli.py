@@ -120,3 +120,22 @@ def test_calibrated_prediction_of_an_onnx_report_equals_the_torch_one(tmp_path: 
     ours, theirs = ([p.seconds for p in r.calibrated.ops] for r in (onnx_report, torch_report))
     assert ours[1:] == pytest.approx(theirs[1:], rel=1e-12) and theirs[0] - ours[0] == pytest.approx(1e-6)
     assert torch_report.calibrated.total_seconds - onnx_report.calibrated.total_seconds == pytest.approx(1e-6)
+
+
+def test_compare_an_export_with_its_int8_quantization(capsys: pytest.CaptureFixture[str], model_file: Path,
+                                                      tmp_path: Path) -> None:
+    from rooflens.measurement.onnxrt import quantize_onnx
+
+    int8 = quantize_onnx(model_file, output=tmp_path / "int8.onnx", mode="static", input_size=(1, 3, 8, 8),
+                         calibration_batches=2)
+    code, out, err = run(capsys, "compare", str(model_file), str(int8), "-i", "1,3,8,8", "--hw", "epyc-9654",
+                         "-f", "json")
+    assert code == 0, err
+    fp32, q = json.loads(out)["rows"]
+    assert fp32["macs"] == q["macs"] == 13_824 + 5_120  # the same products, in int8
+    # weights: conv 8 x 27 + Linear 10 x 512 = 5,336 weights at 4 bytes and at 1 byte, the 18 biases 32-bit in
+    # both (int32 in the int8 graph); on top in int8 its scales and zero points: per output channel of the
+    # weights 18 x (4 + 1) = 90 bytes, of the biases 18 x 4 = 72, and a 5-byte pair per quantized activation
+    assert fp32["weight_bytes"] == 5_354 * 4
+    assert 5_336 + 18 * 4 + 90 + 72 < q["weight_bytes"] <= 5_336 + 18 * 4 + 90 + 72 + 20 * 5
+    assert q["memory_peak_bytes"] is None

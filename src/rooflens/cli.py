@@ -405,7 +405,8 @@ def _add_compare(sub: Any) -> None:
         help="models side by side: counts, roofline time, peak memory, and ratios to the first model",
         description="One row per model (a table per device of --hw): parameters, MACs, bytes, intensity, weights, "
         "roofline time (and the calibrated estimate for measured devices), the peak memory of inference, and "
-        "each figure's ratio to the first model; a note wherever a model with fewer MACs takes longer.",
+        "each figure's ratio to the first model; a note wherever a model with fewer MACs takes longer. A MODEL may "
+        "be an .onnx file (no peak memory for it).",
     )
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="leave out the peak memory (one more pass over each model)")
@@ -730,9 +731,14 @@ def cmd_compare(args: argparse.Namespace) -> Document:
     for spec in specs:
         if spec.bandwidth_bytes_per_s is None:
             raise InputError(spec.missing_bandwidth_text())
-    reports, peaks = [], []
+    reports: list[Report] = []
+    peaks: list[int | None] = []
     for name in args.models:
         one = argparse.Namespace(**{**vars(args), "model": name})
+        if is_onnx(name):  # an ONNX file (an fp32 export beside its int8 quantization ...): no memory timeline
+            reports.append(_onnx_report(one))
+            peaks.append(None)
+            continue
         model, source, label = _model(one, meta=args.meta)
         reports.append(_analyse(one, model, source, label))
         if args.memory:
