@@ -54,7 +54,7 @@ from rooflens.formulas.matmul import matmul_cost
 from rooflens.formulas.registry import OpCall, dot_cost
 from rooflens.formulas.registry import default_bytes as registry_default_bytes
 from rooflens.formulas.rnn import GATES, rnn_layer_cost
-from rooflens.types import Convention, Cost, TensorMeta
+from rooflens.types import ZERO, Convention, Cost, TensorMeta
 
 ONNX_DOMAIN = ""  # ai.onnx, the default domain (also spelled "ai.onnx")
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
@@ -627,13 +627,7 @@ _ACTIVATIONS = {  # FusedConv's activation attribute -> the aten operator it app
 @onnx_formula("FusedConv", family="conv", domain=MS_DOMAIN)
 def fused_conv(call: OnnxCall) -> Cost:
     """Conv + the fused activation per output (as its aten operator; Clip: 2 bounds) + 1 per output for Z (the sum)"""
-    cost = _conv(call, 0, 1, 2)
-    activation = _text(call.attr("activation", ""))
-    if activation:
-        aten = _ACTIVATIONS.get(activation)
-        if aten is None:
-            raise ValueError(f"FusedConv activation {activation!r} has no formula")
-        cost += aten_cost(aten, call, {"self": call.out, "min": 0.0, "max": 0.0})
+    cost = _conv(call, 0, 1, 2) + _fused_activation(call, "FusedConv")
     if call.has(3):
         cost += aten_cost("aten.add", call)
     return cost
@@ -761,14 +755,18 @@ def gemm_fast_gelu(call: OnnxCall) -> Cost:
 @onnx_formula("FusedGemm", family="matmul", domain=MS_DOMAIN)
 def fused_gemm(call: OnnxCall) -> Cost:
     """Gemm + the fused activation per output (as its aten operator)"""
-    cost = gemm(call)
+    return gemm(call) + _fused_activation(call, "FusedGemm")
+
+
+def _fused_activation(call: OnnxCall, op: str) -> Cost:
+    """The FLOPs of a fused node's ``activation`` attribute on its output, as its aten operator counts them."""
     activation = _text(call.attr("activation", ""))
-    if activation:
-        aten = _ACTIVATIONS.get(activation)
-        if aten is None:
-            raise ValueError(f"FusedGemm activation {activation!r} has no formula")
-        cost += aten_cost(aten, call, {"self": call.out, "min": 0.0, "max": 0.0})
-    return cost
+    if not activation:
+        return ZERO
+    aten = _ACTIVATIONS.get(activation)
+    if aten is None:
+        raise ValueError(f"{op} activation {activation!r} has no formula")
+    return aten_cost(aten, call, {"self": call.out, "min": 0.0, "max": 0.0})
 
 
 @onnx_formula("QGemm", family="matmul", domain=MS_DOMAIN, reads=(0, 3, 6, 1, 2, 4, 5, 7, 8))
