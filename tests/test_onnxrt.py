@@ -220,7 +220,7 @@ def test_parse_profile_by_hand() -> None:
         run(500, 40), node("/a/Conv_kernel_time", 505, 25),
     ]
     p = parse_profile(events, warmup=1, provider="CPUExecutionProvider", threads=None, runtime="onnxruntime x")
-    assert p.runs == 3 and p.run_seconds == pytest.approx(50e-6)
+    assert p.runs == 3 and p.run_seconds == pytest.approx(50e-6)  # mean of 50, 60, 40
     assert [(n.name, n.op_type, n.calls) for n in p.nodes] == [("/a/Conv", "Conv", 3), ("/b/Relu", "Relu", 3)]
     assert p.nodes[0].seconds == pytest.approx(25e-6)  # mean of 20, 30, 25
     assert p.nodes[1].seconds == pytest.approx(6e-6)  # mean of 10, 8, 0 (it did not run in the third)

@@ -144,6 +144,8 @@ def test_dynamic_quantization_in_fp16_reads_the_weight_at_two_bytes() -> None:
     # read: x 1024 + weight 2048 x 2 = 4096 + bias 128 -> 5248
     assert report.total().bytes_read == 5248
     assert report.precision is Precision.FP32  # fp16 weights, fp32 arithmetic: not an int8 model
+    # weight_bits rescales the fp16 weight like any other: at 8 bits x 1024 + weight 2048 + bias 32 -> 3104
+    assert rooflens.analyze(q, torch.randn(4, 64), weight_bits=8).total().bytes_read == 1024 + 2048 + 32
 
 
 @pytest.mark.parametrize(

@@ -105,8 +105,15 @@ def test_group_wise_scales_in_the_weight_bytes():
                            weight_group=128)
     assert emb.total().bytes_read == 1_280 + 40 + 80 and emb.weight_bytes == 132_000
     assert emb.to_dict()["precision"]["weight_group"] == 128
+    # a convolution's row is what an output channel reduces over: Conv2d(64, 32, 4) has rows of 64 x 4 x 4 =
+    # 1,024 weights, 8 groups of 128: 32 x 8 scales x 2 bytes = 512; weights 32 x 1,024 / 2 = 16,384
+    conv = rooflens.analyze(nn.Conv2d(64, 32, 4, bias=False), input_size=(1, 64, 8, 8), weight_bits=4,
+                            weight_group=128)
+    assert conv.weight_bytes == 16_384 + 512 and conv.weight_scale_bytes == 512
     with pytest.raises(InputError, match="give weight_bits too"):
         rooflens.analyze(nn.Linear(4, 4), input_size=(1, 4), weight_group=128)
+    with pytest.raises(InputError, match="8 bits or fewer"):  # 16-bit weights are not quantized
+        rooflens.analyze(nn.Linear(4, 4), input_size=(1, 4), precision="fp16", weight_group=128)
     with pytest.raises(InputError, match="weight_group=0 must be"):
         rooflens.analyze(nn.Linear(4, 4), input_size=(1, 4), weight_bits=4, weight_group=0)
 

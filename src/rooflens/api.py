@@ -120,9 +120,9 @@ def _analyze(
         parse_bits(weight_bits, "weight_bits") or default_bits, parse_bits(act_bits, "act_bits") or default_bits,
         parse_bits(kv_bits, "kv_bits"), _weight_group(weight_group),
     )
-    if widths.weight_group is not None and widths.weight_bits is None:
-        raise InputError(f"weight_group={weight_group}: scales belong to quantized weights; give weight_bits too "
-                         "(e.g. weight_bits=4, weight_group=128)")
+    if widths.weight_group is not None and (widths.weight_bits is None or widths.weight_bits > 8):
+        raise InputError(f"weight_group={weight_group}: scales belong to quantized weights (8 bits or fewer); give "
+                         f"weight_bits too (e.g. weight_bits=4, weight_group=128), not {widths.weight_bits}")
     in_dtype = parse_dtype(input_dtype, "input_dtype", floating=False) or dt or torch.float32
     args, kwargs = model_inputs(inputs, input_size, in_dtype)
     options = Options(convention=conv, widths=widths, backward=bool(backward))

@@ -102,11 +102,16 @@ class Widths:
 
     def group_for(self, kind: TensorKind, shape: tuple[int, ...]) -> int:
         """Elements of a row that share one 16-bit quantization scale, for a parameter of two or more
-        dimensions (``shape``: the parameter's own, not a view's) when ``weight_group`` is set (-1: the whole
-        row, one scale per output channel; a group never spans two rows); 0 (no scales) for anything else."""
-        if self.weight_group is None or kind is not TensorKind.PARAMETER or len(shape) < 2 or not shape[-1]:
+        dimensions (``shape``: the parameter's own, not a view's) when ``weight_group`` is set; 0 (no scales)
+        for anything else. A row is what one output channel reduces over: ``shape[1:]`` (a linear layer's
+        inputs, a convolution's input channels x kernel); -1: the whole row, one scale per output channel; a
+        group never spans two rows."""
+        row = 1
+        for d in shape[1:]:
+            row *= d
+        if self.weight_group is None or kind is not TensorKind.PARAMETER or len(shape) < 2 or not row:
             return 0
-        return shape[-1] if self.weight_group < 0 else min(self.weight_group, shape[-1])
+        return row if self.weight_group < 0 else min(self.weight_group, row)
 
 
 SCALE_BITS = 16  # one fp16 scale per group of quantized weights (GPTQ / AWQ / bitsandbytes store fp16 scales)

@@ -37,7 +37,6 @@ from torch._subclasses.fake_tensor import (
     FakeTensor,
     FakeTensorMode,
     UnsupportedOperatorException,
-    disable_fake_tensor_cache,
 )
 from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import _disable_current_modes
@@ -193,8 +192,12 @@ def _uncached(func: Any, args: Any, kwargs: Any) -> Any:
     fake_mode = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
     if not isinstance(fake_mode, FakeTensorMode):
         return func(*args, **kwargs)
-    with disable_fake_tensor_cache(fake_mode):
+    cached = fake_mode.cache_enabled  # (torch's disable_fake_tensor_cache, which older torch lacks)
+    fake_mode.cache_enabled = False
+    try:
         return func(*args, **kwargs)
+    finally:
+        fake_mode.cache_enabled = cached
 
 
 def _assume(tracker: ModuleTracker, t: torch.Tensor) -> None:

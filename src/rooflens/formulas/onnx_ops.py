@@ -51,6 +51,7 @@ from rooflens.formulas import REGISTRY
 from rooflens.formulas.attention import attention_core_cost
 from rooflens.formulas.conv import conv_cost
 from rooflens.formulas.matmul import matmul_cost
+from rooflens.formulas.quantized import DEQUANTIZE_FLOPS, MINMAX_FLOPS, QUANTIZE_FLOPS
 from rooflens.formulas.registry import OpCall, dot_cost
 from rooflens.formulas.registry import default_bytes as registry_default_bytes
 from rooflens.formulas.rnn import GATES, rnn_layer_cost
@@ -59,9 +60,6 @@ from rooflens.types import ZERO, Convention, Cost, TensorMeta
 ONNX_DOMAIN = ""  # ai.onnx, the default domain (also spelled "ai.onnx")
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 
-QUANTIZE_FLOPS = 5  # per element: divide by the scale, round, add the zero point, saturate (2 compare-selects)
-DEQUANTIZE_FLOPS = 2  # per element: subtract the zero point, multiply by the scale
-MINMAX_FLOPS = 2  # per element: DynamicQuantizeLinear's min and max (as aten.aminmax)
 SOFTCAP_FLOPS = 3  # per score: softcap x tanh(score / softcap): divide, tanh, multiply
 ROTARY_FLOPS = 3  # per rotated element: x cos + rotate(x) sin: 2 multiplies, 1 add
 PEEPHOLE_FLOPS = 6  # per hidden unit per step of an LSTM with peepholes: p x c added to 3 gates (mul + add)

@@ -142,7 +142,7 @@ def _fp16_weight_bytes(call: OpCall) -> tuple[int, int]:
     """Default traffic, the packed weight read at 2 bytes per element (fp16; it unpacks as fp32)"""
     read, written = default_bytes(call)
     w = _packed(call).weight
-    return read - w.nbytes + (w.nbytes * 2 // w.itemsize if w.itemsize == 4 and not w.bits else 0), written
+    return read - w.nbytes + (w.nbytes if w.bits else w.numel * 2), written
 
 
 @formula("quantized.linear_dynamic_fp16", "quantized.linear_relu_dynamic_fp16", bytes=_fp16_weight_bytes,

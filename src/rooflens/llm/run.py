@@ -345,7 +345,7 @@ def llm(
         raise InputError(f"{type(model).__name__} is not a transformers causal LM (it has no .config): rooflens.llm "
                          "runs decoders built by transformers; analyse other models with rooflens.analyze")
     setup = _Setup(model, name or _model_name(source, model), spec, prec, weight_bits, kv_bits,
-                   weight_group if weight_bits is not None else None)
+                   weight_group if weight_bits is not None and weight_bits <= 8 else None)
     prefill = _prefill(setup, batch, prompt, all_logits)
     first = _decode(setup, batch, prompt)
     last_context = prompt + max(gen - 2, 0)  # the steps after the prefill: contexts prompt .. prompt + gen - 2
@@ -384,8 +384,9 @@ def llm(
                      f"the bandwidth, {eff.get('operator_seconds', 0.0) * 1e6:g} us launched - from the catalogue's "
                      "published figures (its notes); not a fused serving engine")
     if prec is Precision.INT8:
-        notes.append("int8 (W8A8): matrix products and every other operator timed at the device's int8 peak (the "
-                     "others are memory-bound either way), weights 8-bit, activations and KV cache 16-bit in memory")
+        notes.append("int8 (W8A8): every matrix product, attention's included (as SmoothQuant's W8A8 kernels run "
+                     "them), timed at the device's int8 peak, and so every other operator (memory-bound at these "
+                     "widths); weights 8-bit, activations and KV cache 16-bit in memory")
     if setup.weight_group is not None:
         notes.append(f"quantized weights carry a 16-bit scale per {group_text(setup.weight_group)} (counted in the "
                      "weight bytes; zero points, where a scheme has them, are not)")
@@ -401,7 +402,7 @@ def _estimate(prefill: Report, first: Report, last: Report, lo: int, hi: int, ge
     catalogue's efficiency; None when the device has neither."""
     spec = prefill.roofline.hardware
     if can_calibrate(spec):
-        a, b, pre = (r.calibrated.total_seconds if r.calibrated else math.nan for r in (first, last, prefill))
+        a, b, pre = (_calibrated_seconds(r) for r in (first, last, prefill))
         steps = tuple(a + (b - a) * (c - lo) / (hi - lo) if hi > lo else a for c in range(lo, hi + 1))
         return _Estimate(_CALIBRATED, pre, steps if gen > 1 else (), a)
     if not spec.efficiency:
@@ -409,6 +410,13 @@ def _estimate(prefill: Report, first: Report, last: Report, lo: int, hi: int, ge
     eager = _Clock.of(first, eager=True)
     return _Estimate("eager PyTorch at the device's published efficiency", eager.total(prefill),
                      _step_seconds(first, last, lo, hi, eager) if gen > 1 else (), eager.total(first))
+
+
+def _calibrated_seconds(report: Report) -> float:
+    prediction = report.calibrated
+    if prediction is None:
+        raise ModelError(f"{report.model}: the measured device gave no calibrated prediction")
+    return prediction.total_seconds
 
 
 def _shard(config: Any, tp: int) -> Any:

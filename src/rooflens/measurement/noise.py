@@ -293,11 +293,17 @@ def load_average() -> float | None:
 
 
 def build_model(spec: str, *, seed: int = 0) -> torch.nn.Module:
-    """The model a spec names, built after ``torch.manual_seed(seed)``, in eval mode (see the module docstring)."""
+    """The model a spec names, built after ``torch.manual_seed(seed)`` in a forked RNG (the caller's is left as it
+    was), in eval mode (see the module docstring)."""
     if not isinstance(spec, str) or ":" not in spec:
         raise InputError(f"model spec {spec!r}: spell it torchvision:NAME or package.module:callable")
     target, _, attr = spec.strip().rpartition(":")
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(target, attr, spec)
+
+
+def _build(target: str, attr: str, spec: str) -> torch.nn.Module:
     try:
         if target == "torchvision":
             from torchvision import models

@@ -138,7 +138,7 @@ class NodeTime:
 class NodeProfile:
     """ONNX Runtime's profile of a model: per node in execution order, and per run.
 
-    ``run_seconds``: median over the profiled runs of the session's ``model_run`` event (the whole
+    ``run_seconds``: mean over the profiled runs of the session's ``model_run`` event (the whole
     ``run()``: input checks, the executor, output handling); ``kernel_seconds``: mean over the runs of the
     sum of the kernel times in a run, at most ``run_seconds`` run by run with the sequential executor; the
     difference is the runtime's own time between kernels. Times include the profiler's per-node
@@ -160,7 +160,7 @@ class NodeProfile:
         return self.run_seconds - self.kernel_seconds
 
     def by_op_type(self) -> dict[str, float]:
-        """Median seconds per run summed by op type, slowest first."""
+        """Mean seconds per run summed by op type, slowest first."""
         out: dict[str, float] = {}
         for node in self.nodes:
             out[node.op_type] = out.get(node.op_type, 0.0) + node.seconds
@@ -422,7 +422,7 @@ def parse_profile(
     )
     return NodeProfile(
         nodes=nodes,
-        run_seconds=statistics.median((end - start) / 1e6 for start, end in kept),
+        run_seconds=statistics.fmean((end - start) / 1e6 for start, end in kept),
         kernel_seconds=statistics.fmean(sum(r.values()) for r in per_run),
         runs=len(kept),
         warmup=warmup,
