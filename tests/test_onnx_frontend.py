@@ -529,7 +529,7 @@ def symbolic_conv() -> Any:
 def test_symbolic_dims_bound_by_position_and_by_name() -> None:
     # N = 2: 2x2x4x4 = 64 outputs x 3 = 192 MACs
     assert rooflens.analyze_onnx(symbolic_conv(), input_size=(2, 3, 4, 4)).total().macs == 192
-    assert rooflens.analyze_onnx(symbolic_conv(), inputs={"x": (1, 3, 4, 4)}).total().macs == 96
+    assert rooflens.analyze_onnx(symbolic_conv(), input_size={"x": (1, 3, 4, 4)}).total().macs == 96
     assert rooflens.analyze_onnx(symbolic_conv(), input_size=[(1, 3, 4, 4)]).inputs[0].shape == (1, 3, 4, 4)
 
 
@@ -541,8 +541,7 @@ def test_symbolic_dim_left_open_is_an_error_naming_it() -> None:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"input_size": (1, 3, 4)}, "has 4 dimensions"),
     ({"input_size": (1, 5, 4, 4)}, "dimension 1 fixed at 3"),
-    ({"inputs": {"y": (1, 3, 4, 4)}}, "no input named 'y'"),
-    ({"input_size": (1, 3, 4, 4), "inputs": {"x": (1, 3, 4, 4)}}, "not both"),
+    ({"input_size": {"y": (1, 3, 4, 4)}}, "no input named 'y'"),
     ({"input_size": [(1, 3, 4, 4), (1, 2)]}, "2 input sizes given"),
     ({"input_size": (1, 0, 4, 4)}, "positive integers"),
 ])

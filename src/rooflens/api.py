@@ -227,8 +227,7 @@ def _convention(value: Convention | str) -> Convention:
 def analyze_onnx(
     path: str | os.PathLike[str] | Any,
     *,
-    input_size: InputSize | None = None,
-    inputs: Mapping[str, Sequence[int]] | None = None,
+    input_size: InputSize | Mapping[str, Sequence[int]] | None = None,
     hardware: HardwareSpec | str | None = None,
     precision: Precision | str | None = None,
     weight_bits: int | None = None,
@@ -240,10 +239,10 @@ def analyze_onnx(
     :class:`~rooflens.report.report.Report` :func:`analyze` gives for a torch model.
 
     ``path``: an ``.onnx`` file (its external data beside it) or an ``onnx.ModelProto``.
-    ``input_size``: one shape ``(1, 3, 224, 224)`` or a list of shapes, for the graph's inputs in order;
-    ``inputs``: shapes by input name (``{"input_ids": (1, 128)}``). They bind the inputs' symbolic
-    dimensions; an input whose dimension stays symbolic is an error that names it. Without either, the
-    shapes the file declares.
+    ``input_size``: one shape ``(1, 3, 224, 224)`` or a list of shapes, for the graph's inputs in order, or
+    shapes by input name (``{"input_ids": (1, 128)}``, as :func:`rooflens.measurement.onnxrt.measure_onnx`
+    takes them). They bind the inputs' symbolic dimensions; an input whose dimension stays symbolic is an
+    error that names it. Without it, the shapes the file declares.
     ``hardware``, ``precision``, ``weight_bits``, ``act_bits``, ``convention``: as for :func:`analyze`;
     the default precision is int8 for a quantized graph (QLinearConv, MatMulInteger, QDQ units), else the
     dtype of the first floating-point initializer. ``name``: the model's name in the report (default: the
@@ -252,18 +251,14 @@ def analyze_onnx(
     Nothing runs: shapes come from ONNX shape inference. Conventions and the choices the ONNX graph asks
     for (QDQ units, Transpose, constants as parameters): docs/onnx.md. Needs ``pip install rooflens[onnx]``.
     """
-    if input_size is not None and inputs is not None:
-        raise InputError("give the input shapes either by position (input_size=) or by name (inputs=), not both")
-    if inputs is not None and not isinstance(inputs, Mapping):
-        raise InputError(f"inputs= maps input names to shapes, e.g. {{'x': (1, 3, 224, 224)}}; got "
-                         f"{type(inputs).__name__}")
+    named, positional = (dict(input_size), None) if isinstance(input_size, Mapping) else (None, input_size)
     conv = _convention(convention)
     spec = _hardware(hardware)
     explicit = Precision.parse(precision) if precision is not None else None
     default_bits = explicit.bits if explicit is not None else None
     widths = Widths(parse_bits(weight_bits, "weight_bits") or default_bits,
                     parse_bits(act_bits, "act_bits") or default_bits)
-    capture = capture_onnx(path, input_sizes=_onnx_sizes(input_size), named_inputs=inputs, convention=conv,
+    capture = capture_onnx(path, input_sizes=_onnx_sizes(positional), named_inputs=named, convention=conv,
                            widths=widths)
     if explicit is not None:
         compute = explicit
