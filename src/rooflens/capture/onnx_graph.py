@@ -232,15 +232,15 @@ def bind_inputs(
         if shape is None:
             if declared is None:
                 raise InputError(f"input {vi.name!r} of {where} declares no shape: give it, e.g. "
-                                 f"inputs={{{vi.name!r}: (1, 3, 224, 224)}}")
+                                 f"input_size={{{vi.name!r}: (1, 3, 224, 224)}}")
             open_dims = [(i, d) for i, d in enumerate(declared) if not isinstance(d, int) or d <= 0]
             if open_dims:
                 i, d = open_dims[0]
                 label = f" ({d!r})" if isinstance(d, str) else ""
                 raise InputError(
                     f"input {vi.name!r} of {where} has a symbolic dimension {i}{label} "
-                    f"(shape {_dims_text(declared)}): give its size, e.g. input_size=... or "
-                    f"inputs={{{vi.name!r}: (...)}} (--input-size on the command line)"
+                    f"(shape {_dims_text(declared)}): give its size, e.g. input_size=(...) or "
+                    f"input_size={{{vi.name!r}: (...)}} (--input-size on the command line)"
                 )
             shape = tuple(int(d) for d in declared)  # type: ignore[arg-type]
         elif declared is not None:
