@@ -59,7 +59,7 @@ def _kernel(call: OpCall, dims: int) -> int:
 AVERAGE_DIVIDE = 1  # FLOPs per output element of an average pool besides its window's adds
 
 
-def _windowed(dims: int, *, average: bool) -> Formula:
+def windowed(dims: int, *, average: bool) -> Formula:
     """K (max) or K + 1 (average) per output element, K the window of a ``dims``-d pool."""
     extra = AVERAGE_DIVIDE if average else 0
     window = " x ".join(("kd", "kh", "kw")[3 - dims:]) if dims > 1 else "kernel size"
@@ -73,12 +73,12 @@ def _windowed(dims: int, *, average: bool) -> Formula:
     return fn
 
 
-formula("aten.max_pool1d", "aten.max_pool1d_with_indices")(_windowed(1, average=False))
-formula("aten.avg_pool1d")(_windowed(1, average=True))
-formula("aten.max_pool2d", "aten.max_pool2d_with_indices", "aten.fractional_max_pool2d")(_windowed(2, average=False))
-formula("aten.avg_pool2d")(_windowed(2, average=True))
-formula("aten.max_pool3d", "aten.max_pool3d_with_indices", "aten.fractional_max_pool3d")(_windowed(3, average=False))
-formula("aten.avg_pool3d")(_windowed(3, average=True))
+formula("aten.max_pool1d", "aten.max_pool1d_with_indices")(windowed(1, average=False))
+formula("aten.avg_pool1d")(windowed(1, average=True))
+formula("aten.max_pool2d", "aten.max_pool2d_with_indices", "aten.fractional_max_pool2d")(windowed(2, average=False))
+formula("aten.avg_pool2d")(windowed(2, average=True))
+formula("aten.max_pool3d", "aten.max_pool3d_with_indices", "aten.fractional_max_pool3d")(windowed(3, average=False))
+formula("aten.avg_pool3d")(windowed(3, average=True))
 
 
 def bin_sum(in_size: int, out_size: int) -> int:

@@ -55,7 +55,7 @@ from typing import Any
 
 from rooflens.formulas.conv import conv_cost
 from rooflens.formulas.matmul import linear_cost, matmul_cost
-from rooflens.formulas.pool import _windowed
+from rooflens.formulas.pool import windowed
 from rooflens.formulas.registry import OpCall, default_bytes, formula
 from rooflens.formulas.rnn import GATES, rnn_layer_cost
 from rooflens.types import Cost, TensorMeta
@@ -153,8 +153,7 @@ def linear_dynamic_fp16(call: OpCall) -> Cost:
     return Cost(base.macs, base.flops + (RELU_FLOPS * call.out.numel if "relu" in call.op else 0))
 
 
-@formula(
-    "quantized.linear_with_input_q_dq_qweight_dq_output_fp32",
+@formula("quantized.linear_with_input_q_dq_qweight_dq_output_fp32",
     "quantized.linear_with_input_q_dq_qweight_dq_relu_output_fp32",
     family="matmul",
 )
@@ -185,8 +184,7 @@ def _conv(call: OpCall, *, transposed: bool = False) -> Cost:
                      convention=call.convention)
 
 
-@formula(
-    "quantized.conv1d", "quantized.conv2d", "quantized.conv3d",
+@formula("quantized.conv1d", "quantized.conv2d", "quantized.conv3d",
     "quantized.conv1d_relu", "quantized.conv2d_relu", "quantized.conv3d_relu",
     family="conv",
 )
@@ -227,26 +225,19 @@ def _requantized(inputs: int, op_flops: int, doc: str) -> Any:
     return fn
 
 
-formula(
-    "quantized.add", "quantized.mul", "quantized.add_out",
-family="pointwise",
-)(_requantized(2, 1, "dequantize both inputs 2 x 2, the add or multiply 1, quantize 5"))
-formula(
-    "quantized.add_relu", "quantized.mul_relu",
-family="pointwise",
-)(_requantized(2, 2, "dequantize both inputs 2 x 2, the add or multiply and the ReLU 2, quantize 5"))
-formula(
-    "quantized.add_scalar", "quantized.mul_scalar",
-family="pointwise",
-)(_requantized(1, 1, "dequantize 2, add or multiply the scalar 1, quantize 5"))
-formula(
-    "quantized.add_scalar_relu", "quantized.mul_scalar_relu",
-family="pointwise",
-)(_requantized(1, 2, "dequantize 2, add or multiply the scalar and the ReLU 2, quantize 5"))
-formula("quantized.hardswish", family="pointwise")(
-    _requantized(1, HARDSWISH_FLOPS, "dequantize 2, hardswish 5, quantize 5")
+_REQUANTIZED = (  # (operators, inputs dequantized, FLOPs of the operation itself per element, derivation)
+    (("quantized.add", "quantized.mul", "quantized.add_out"), 2, 1,
+     "dequantize both inputs 2 x 2, the add or multiply 1, quantize 5"),
+    (("quantized.add_relu", "quantized.mul_relu"), 2, 2,
+     "dequantize both inputs 2 x 2, the add or multiply and the ReLU 2, quantize 5"),
+    (("quantized.add_scalar", "quantized.mul_scalar"), 1, 1, "dequantize 2, add or multiply the scalar 1, quantize 5"),
+    (("quantized.add_scalar_relu", "quantized.mul_scalar_relu"), 1, 2,
+     "dequantize 2, add or multiply the scalar and the ReLU 2, quantize 5"),
+    (("quantized.hardswish",), 1, HARDSWISH_FLOPS, "dequantize 2, hardswish 5, quantize 5"),
+    (("quantized.leaky_relu",), 1, 2, "dequantize 2, leaky ReLU 2, quantize 5"),
 )
-formula("quantized.leaky_relu", family="pointwise")(_requantized(1, 2, "dequantize 2, leaky ReLU 2, quantize 5"))
+for _names, _inputs, _work, _doc in _REQUANTIZED:
+    formula(*_names, family="pointwise")(_requantized(_inputs, _work, _doc))
 
 
 @formula("quantized.cat", "quantized.cat_out", family="memory")
@@ -267,9 +258,9 @@ def relu6(call: OpCall) -> Cost:
     return Cost(flops=2 * call.out.numel)
 
 
-formula("aten.quantized_max_pool1d", "quantized.max_pool1d")(_windowed(1, average=False))
-formula("aten.quantized_max_pool2d", "quantized.max_pool2d")(_windowed(2, average=False))
-formula("aten.quantized_max_pool3d")(_windowed(3, average=False))
+formula("aten.quantized_max_pool1d", "quantized.max_pool1d")(windowed(1, average=False))
+formula("aten.quantized_max_pool2d", "quantized.max_pool2d")(windowed(2, average=False))
+formula("aten.quantized_max_pool3d")(windowed(3, average=False))
 
 
 # ---- quantize, dequantize ---------------------------------------------------------------------------

@@ -75,27 +75,25 @@ _LLAMA_31_ROPE = {  # Llama 3.1's long-context RoPE, as both 3.1 config.json fil
     "original_max_position_embeddings": 8192,
 }
 
+# what the three Llama 2 configs share beyond their sizes
+_LLAMA_2 = {"max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": None,
+            "tie_word_embeddings": False, "torch_dtype": "float16"}
+
 _ENTRIES = (
     # Llama 2: MHA at 7B/13B, GQA (8 KV heads) at 70B; untied head; published in float16.
     ModelEntry(
         "llama-2-7b", "Llama-2-7B", "meta-llama/Llama-2-7b-hf config.json",
-        {"model_type": "llama", **_llama(4096, 11008, 32, 32, 32, 32000), "max_position_embeddings": 4096,
-         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": None, "tie_word_embeddings": False,
-         "torch_dtype": "float16"},
+        {"model_type": "llama", **_llama(4096, 11008, 32, 32, 32, 32000), **_LLAMA_2},
         aliases=("meta-llama/Llama-2-7b-hf", "llama2-7b"),
     ),
     ModelEntry(
         "llama-2-13b", "Llama-2-13B", "meta-llama/Llama-2-13b-hf config.json",
-        {"model_type": "llama", **_llama(5120, 13824, 40, 40, 40, 32000), "max_position_embeddings": 4096,
-         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": None, "tie_word_embeddings": False,
-         "torch_dtype": "float16"},
+        {"model_type": "llama", **_llama(5120, 13824, 40, 40, 40, 32000), **_LLAMA_2},
         aliases=("meta-llama/Llama-2-13b-hf", "llama2-13b"),
     ),
     ModelEntry(
         "llama-2-70b", "Llama-2-70B", "meta-llama/Llama-2-70b-hf config.json",
-        {"model_type": "llama", **_llama(8192, 28672, 80, 64, 8, 32000), "max_position_embeddings": 4096,
-         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": None, "tie_word_embeddings": False,
-         "torch_dtype": "float16"},
+        {"model_type": "llama", **_llama(8192, 28672, 80, 64, 8, 32000), **_LLAMA_2},
         aliases=("meta-llama/Llama-2-70b-hf", "llama2-70b"),
     ),
     # Llama 3.1: GQA (8 KV heads), 128K vocabulary, llama3 RoPE scaling to 128K positions; bfloat16.

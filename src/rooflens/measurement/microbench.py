@@ -184,7 +184,7 @@ def benchmark(
     bw_triad = curves["triad_fp32"][-1][1] / curves["triad_fp32"][-1][2]
     overhead = scalars["op_overhead_seconds"]
     today = _dt.date.today().isoformat()
-    machine = _machine_name(dev)
+    machine = machine_name(dev)
     host = _hostname()
     extra: dict[str, Any] = {
         "machine": machine,
@@ -680,7 +680,8 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def _machine_name(dev: torch.device) -> str:
+def machine_name(dev: torch.device) -> str:
+    """The name of the device (the GPU's, or the CPU's model name), as a measured spec records it."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     info = _cpuinfo()
@@ -695,7 +696,7 @@ def _vendor(dev: torch.device) -> str:
     known = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
     if vendor_id in known:
         return known[vendor_id]
-    name = _machine_name(dev)
+    name = machine_name(dev)
     for word in ("Intel", "AMD", "Apple", "Ampere", "Qualcomm", "ARM"):
         if word.lower() in name.lower():
             return word

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 import torch
 
 from rooflens.errors import InputError, ModelError
-from rooflens.measurement.microbench import CpuWatch, _machine_name
+from rooflens.measurement.microbench import CpuWatch, machine_name
 from rooflens.measurement.timer import measure, percentile, whole_number
 
 NoiseProgress = Callable[[int, int, str], None]
@@ -272,7 +272,7 @@ class Watch(Protocol):
 def machine_facts() -> dict[str, Any]:
     """The machine and software a floor was measured on."""
     return {
-        "cpu": _machine_name(torch.device("cpu")),
+        "cpu": machine_name(torch.device("cpu")),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -58,7 +58,7 @@ from rooflens.capture.inputs import parse_shapes
 from rooflens.capture.onnx_graph import path_from_name
 from rooflens.errors import InputError, ModelError
 from rooflens.measurement.profile import OperatorProfile, UnmatchedEvent, module_profiles
-from rooflens.measurement.timer import Measurement, Progress, _check_options, time_callable, whole_number
+from rooflens.measurement.timer import Measurement, Progress, check_options, time_callable, whole_number
 from rooflens.report.report import Report
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ def measure_onnx(
     Measurement records the device, the run's floating-point input dtype (``dtype``; None without one),
     ``threads`` as asked, ``runtime`` (``"onnxruntime 1.32.0"``) and ``provider``.
     """
-    _check_options(warmup, iters, min_seconds, max_seconds)
+    check_options(warmup, iters, min_seconds, max_seconds)
     session = _session(_model_file(path), provider=provider, level=level, threads=threads)
     arrays = _feeds(session, input_size, feeds)
     run = _runner(session, arrays, provider)

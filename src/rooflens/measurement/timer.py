@@ -272,7 +272,7 @@ def measure(
     """
     dev = measurement_device(device)
     dt = measurement_dtype(dtype)
-    _check_options(warmup, iters, min_seconds, max_seconds)
+    check_options(warmup, iters, min_seconds, max_seconds)
     check_model(model)
     with intra_op_threads(threads), prepared_model(model, dev, dt) as runnable:
         args, kwargs = real_inputs(inputs, input_size, dev, dt)
@@ -305,7 +305,7 @@ def sweep(
     per_sample = _per_sample_shapes(input_size_per_sample)
     dev = measurement_device(device)
     dt = measurement_dtype(dtype)
-    _check_options(warmup, iters, min_seconds, max_seconds)
+    check_options(warmup, iters, min_seconds, max_seconds)
     check_model(model)
     out: list[Measurement] = []
     with intra_op_threads(threads), prepared_model(model, dev, dt) as runnable:
@@ -411,7 +411,8 @@ def measurement_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
     return dt
 
 
-def _check_options(warmup: Any, iters: Any, min_seconds: Any, max_seconds: Any) -> None:
+def check_options(warmup: Any, iters: Any, min_seconds: Any, max_seconds: Any) -> None:
+    """An InputError naming the first timing option that is not valid."""
     whole_number(warmup, "warmup", minimum=0)
     whole_number(iters, "iters", minimum=1)
     _seconds(min_seconds, "min_seconds")
