@@ -1,19 +1,29 @@
-"""How well the calibrated latency model predicts real CPU latency (issue 4).
+"""How well rooflens predicts real CPU latency: the learned predictor, validated leave-one-family-out (issue 14).
 
-For torchvision models of different families at batch 1 and 8 (eval mode, no_grad, real tensors, fp32):
-measures the median latency of a forward pass on this machine, predicts it with
-``rooflens.analysis.calibrated`` from the device's micro-benchmarks (run once here, or loaded with
-``--hw``), and prints per model the measured and predicted milliseconds, the error, and the plain
-roofline's time; then the error distribution, the share of models within +-10 % and +-20 %, the
-Spearman rank correlation between predicted and measured latency, and a JSON line with the same.
+Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
 
-Goal: >= 80 % of the models within +-20 % and a rank correlation >= 0.9.
+1. **Collect** (per thread count). For every model of ``MODELS`` (32 models in 13 families: torchvision
+   classifiers and BERT-style encoders built from configs) at batch 1 and 8, in a fresh process: the
+   model is analysed, profiled operator by operator (``rooflens.calibration.sample_network``: the in-context
+   samples) and timed plainly. Then ``--processes`` - 1 more fresh processes per model, in rounds
+   ``--gap`` seconds apart, time it again: the measured latency of a case is the median of its processes'
+   medians, and their scatter is the **noise floor** printed beside every figure. Then the generated
+   networks (``rooflens.measurement.blocks``: ``--per-template`` random networks of every template at
+   batch 1 and 4) are profiled the same way.
+2. **Evaluate**, leave one family out: for each family F, a predictor is trained
+   (``rooflens.analysis.predictor.fit``) on the samples of the other families' models and of the
+   generated networks that do not imitate F, and predicts F's models. Nothing is fitted on the models it
+   is judged on. Beside it: the plain roofline and the analytic calibration (micro-benchmarks only,
+   ``calibration="analytic"``), both on the micro-benchmarks measured at the same thread count.
 
-    python bench/prediction_accuracy.py [--quick] [--threads 2] [--models resnet18,vgg11] [--batches 1,8]
-                                        [--hw measured.toml] [--save-hw measured.toml] [--ops]
+Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman.
 
-The latency numbers are only meaningful on an otherwise idle machine: other processes that take a core
-stall the intra-op threads (the script prints the load average before and after).
+    python bench/prediction_accuracy.py [--threads 1,2] [--processes 3] [--quick] [--hw FILE]
+                                        [--data FILE]   # keep (or reuse, --reuse) the collected data
+                                        [--json-out FILE]
+
+``--quick``: 12 models, 2 processes, 2 generated networks per template. The full run took 50 minutes on
+2 vCPUs (results: docs/prediction.md).
 """
 
 from __future__ import annotations
@@ -29,74 +39,160 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import rooflens
-from rooflens.analysis.calibrated import calibrate, predict
+from rooflens.analysis.calibrated import Calibration, calibrate, predict
+from rooflens.analysis.predictor import Network, Roof, Sample, fit, network_seconds
 from rooflens.hardware import load_file
-from rooflens.measurement.microbench import CpuWatch, benchmark, robust_median
+from rooflens.measurement.microbench import benchmark
+from rooflens.types import Cost, OpRecord, TensorKind, TensorMeta
 
-MODELS = [
-    "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
-    "shufflenet_v2_x1_0", "squeezenet1_0", "densenet121", "vgg11", "convnext_tiny", "mnasnet1_0",
-    "googlenet", "alexnet", "vit_b_16",
+# (name, family): torchvision constructors, or "bert:<layers>x<hidden>" encoders from a BertConfig
+MODELS: list[tuple[str, str]] = [
+    ("resnet18", "resnet"), ("resnet34", "resnet"), ("resnet50", "resnet"), ("resnext50_32x4d", "resnet"),
+    ("mobilenet_v2", "mobilenet"), ("mobilenet_v3_small", "mobilenet"), ("mobilenet_v3_large", "mobilenet"),
+    ("mnasnet0_5", "mnasnet"), ("mnasnet1_0", "mnasnet"),
+    ("efficientnet_b0", "efficientnet"), ("efficientnet_b1", "efficientnet"), ("efficientnet_b2", "efficientnet"),
+    ("regnet_x_400mf", "regnet"), ("regnet_y_400mf", "regnet"), ("regnet_x_800mf", "regnet"), ("regnet_y_800mf", "regnet"),
+    ("densenet121", "densenet"), ("densenet169", "densenet"),
+    ("convnext_tiny", "convnext"),
+    ("vit_b_32", "vit"), ("swin_t", "vit"),
+    ("shufflenet_v2_x0_5", "shufflenet"), ("shufflenet_v2_x1_0", "shufflenet"), ("shufflenet_v2_x1_5", "shufflenet"),
+    ("squeezenet1_0", "squeezenet"), ("squeezenet1_1", "squeezenet"),
+    ("vgg11", "vgg"), ("alexnet", "vgg"),
+    ("googlenet", "inception"),
+    ("bert:4x256", "bert"), ("bert:4x512", "bert"), ("bert:6x768", "bert"),
 ]
-QUICK_MODELS = [
-    "resnet18", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf", "shufflenet_v2_x1_0",
-    "squeezenet1_0", "densenet121", "mnasnet1_0", "googlenet", "alexnet", "convnext_tiny",
-]
-BATCH1_ONLY = {"vit_b_16"}  # batch 8 takes over a second per forward on 2 cores
+QUICK_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
+                "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0", "googlenet", "alexnet", "bert:4x256"]
+SEQUENCE = 128  # tokens per sequence of the encoders
 
 
-def measure(model: torch.nn.Module, x: torch.Tensor, budget_s: float, max_iters: int,
-            attempts: int = 3) -> tuple[float, float, int, bool]:
-    """Seconds of a forward after a warm-up, timed until the budget.
+def build(name: str, batch: int) -> tuple[torch.nn.Module, Any]:
+    """The model (seeded random weights, eval mode) and its input at ``batch``."""
+    torch.manual_seed(0)
+    if name.startswith("bert:"):
+        from transformers import BertConfig, BertModel
 
-    Returns (robust median, plain median, iterations, disturbed). The robust median leaves out iterations
-    more than 25 % slower than the fastest (rooflens.measurement.microbench.robust_median). When other
-    processes took CPU time during the timed iterations (Linux: CpuWatch), the case is timed again, up to
-    ``attempts`` times in all, and the best attempt kept; ``disturbed`` says the last one was still busy.
-    """
-    best: tuple[float, float, int] | None = None
-    disturbed = False
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        model(x)  # first call: oneDNN primitive creation, allocator warm-up
-        first = time.perf_counter() - t0
-        for _ in range(1 if first > 0.3 else 3):
-            model(x)
-        for _ in range(attempts):
-            watch = CpuWatch()
-            times: list[float] = []
-            start = time.perf_counter()
-            while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < max_iters):
-                t0 = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - t0)
-            result = (robust_median(times), statistics.median(times), len(times))
-            if best is None or result[0] < best[0]:
-                best = result
-            disturbed = watch.disturbed()
-            if not disturbed:
-                break
-            time.sleep(1.0)  # let the other work pass
-    assert best is not None
-    return (*best, disturbed)
+        layers, hidden = (int(v) for v in name[5:].split("x"))
+        config = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64,
+                            intermediate_size=4 * hidden, attn_implementation="sdpa")
+        model = BertModel(config, add_pooling_layer=True).eval()
+        return model, torch.randint(0, config.vocab_size, (batch, SEQUENCE))
+    import torchvision
+
+    kwargs: dict[str, Any] = {"weights": None}
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, init_weights=False)
+    return torchvision.models.get_model(name, **kwargs).eval(), torch.randn(batch, 3, 224, 224)
 
 
-def measure_in_child(name: str, batch: int, budget_s: float, threads: int) -> tuple[float, float, int, bool]:
-    """:func:`measure` in a fresh Python process (a clean allocator: glibc's heap and mmap threshold)."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure-one", name, str(batch), "--budget", str(budget_s),
-         "--threads", str(threads)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    measured, plain, iters, disturbed = json.loads(out.strip().splitlines()[-1])
-    return float(measured), float(plain), int(iters), bool(disturbed)
+# ---- collection (child processes) -------------------------------------------------------------------
 
+def child(name: str, batches: list[int], threads: int, hw: str, profile: bool, budget: float) -> dict[str, Any]:
+    """One fresh process: time ``name`` at each batch (and profile it: samples, roofline, analytic)."""
+    from rooflens.calibration import sample_network
+    from rooflens.measurement import measure
+
+    torch.set_num_threads(threads)
+    spec = load_file(hw)[0]
+    cal = calibrate(spec)
+    out: dict[str, Any] = {}
+    for batch in batches:
+        model, x = build(name, batch)
+        m = measure(model, x, threads=threads, warmup=3, iters=5, min_seconds=budget, max_seconds=4 * budget)
+        case: dict[str, Any] = {"median_s": m.median_seconds, "load": os.getloadavg()[0]}
+        if profile:
+            import rooflens
+
+            samples, network = sample_network(model, x, source=f"{name}/b{batch}", threads=threads)
+            report = rooflens.analyze(model, x, hardware=spec)
+            case.update(samples=[s.as_row() for s in samples], network=network.as_row(),
+                        records=[encode(r) for r in report.records],
+                        roofline_s=report.roofline.total_seconds, analytic_s=predict(report, cal).total_seconds)
+        out[str(batch)] = case
+    return out
+
+
+def run_child(name: str, batches: list[int], threads: int, hw: str, profile: bool, budget: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", name, "--batches", ",".join(map(str, batches)), "--threads",
+           str(threads), "--hw", hw, "--budget", str(budget)] + (["--profile"] if profile else [])
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def encode(r: OpRecord) -> list[Any]:
+    """A compact row of an operator record (what the features are computed from), for the data file."""
+    def tensors(ts: tuple[TensorMeta, ...]) -> list[Any]:
+        return [[list(t.shape), t.dtype, t.itemsize, t.kind.value, t.bits, t.group] for t in ts]
+    c = r.cost
+    return [r.op, r.module, r.family, r.phase, r.via, tensors(r.inputs), tensors(r.outputs),
+            [c.macs, c.flops, c.bytes_read, c.bytes_written]]
+
+
+def decode(row: list[Any]) -> OpRecord:
+    def tensors(ts: list[Any]) -> tuple[TensorMeta, ...]:
+        return tuple(TensorMeta(tuple(t[0]), t[1], t[2], TensorKind(t[3]), t[4], t[5]) for t in ts)
+    return OpRecord(op=row[0], module=row[1], inputs=tensors(row[5]), outputs=tensors(row[6]), cost=Cost(*row[7]),
+                    family=row[2], phase=row[3], via=row[4])
+
+
+def resampled(entry: dict[str, Any]) -> list[Sample]:
+    """The samples of a network recomputed from its records (the features as this rooflens computes them)."""
+    return [Sample.of(decode(rec), row[4], row[5], row[6]) for rec, row in zip(entry["records"], entry["samples"],
+                                                                              strict=True)]
+
+
+def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int, gap: float, per_template: int,
+            budget: float) -> dict[str, Any]:
+    import rooflens
+    from rooflens.calibration import sample_network
+    from rooflens.measurement.blocks import TEMPLATES, generate
+
+    cases: dict[str, Any] = {}
+    for r in range(processes):
+        if r:
+            time.sleep(gap)
+        for name, family in models:
+            t0 = time.perf_counter()
+            got = run_child(name, [1, 8], threads, hw, profile=(r == 0), budget=budget)
+            for batch, case in got.items():
+                entry = cases.setdefault(f"{name}/b{batch}", {"model": name, "family": family, "batch": int(batch),
+                                                               "medians_s": []})
+                entry["medians_s"].append(case["median_s"])
+                entry.setdefault("loads", []).append(case["load"])
+                for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
+                    if k in case:
+                        entry[k] = case[k]
+            print(f"  [{threads} thr, round {r + 1}/{processes}] {name}: "
+                  + ", ".join(f"b{b} {c['median_s'] * 1e3:.2f} ms" for b, c in got.items())
+                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+    torch.set_num_threads(threads)
+    generated = []
+    for batch in (1, 4):
+        for seed in range(per_template):
+            for template, imitates in TEMPLATES.items():
+                try:
+                    g = generate(template, seed=1000 * threads + seed, batch=batch)
+                    x = torch.randn(g.input_size)
+                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3)
+                    records = rooflens.analyze(g.model, x).records
+                except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples, not the run
+                    print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
+                    continue
+                generated.append({"name": g.name, "imitates": list(imitates), "samples": [s.as_row() for s in samples],
+                                  "network": network.as_row(), "records": [encode(r) for r in records]})
+        print(f"  [{threads} thr] generated networks at batch {batch}: {len(generated)}", flush=True)
+    return {"cases": cases, "generated": generated}
+
+
+# ---- evaluation -------------------------------------------------------------------------------------
 
 def spearman(a: list[float], b: list[float]) -> float:
     """Spearman's rank correlation (average ranks for ties)."""
@@ -129,130 +225,161 @@ def quantile(v: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def summary(rows: list[dict], key: str) -> dict:
-    errors = [r[key] for r in rows]
-    abs_err = [abs(e) for e in errors]
-    return {
-        "n": len(rows),
-        "median_abs_error_pct": quantile(abs_err, 0.5),
-        "p90_abs_error_pct": quantile(abs_err, 0.9),
-        "mean_error_pct": statistics.fmean(errors) if errors else float("nan"),
-        "within_10pct": sum(e <= 10 for e in abs_err) / len(rows) if rows else float("nan"),
-        "within_20pct": sum(e <= 20 for e in abs_err) / len(rows) if rows else float("nan"),
-        "spearman": spearman([r["measured_ms"] for r in rows],
-                             [r["predicted_ms" if key == "error_pct" else "roofline_ms"] for r in rows]),
-    }
+def stats(measured: list[float], predicted: list[float]) -> dict[str, float]:
+    errors = [p / m - 1 for m, p in zip(measured, predicted)]
+    absolute = [abs(e) for e in errors]
+    out = {f"within_{k}pct": sum(a <= k / 100 for a in absolute) / len(absolute) for k in (5, 10, 15, 20)}
+    out.update(rmspe=math.sqrt(statistics.fmean(e * e for e in errors)), median_abs=quantile(absolute, 0.5),
+               p90_abs=quantile(absolute, 0.9), mean=statistics.fmean(errors), spearman=spearman(measured, predicted),
+               n=len(errors))
+    return out
+
+
+def noise(cases: dict[str, Any]) -> dict[str, float]:
+    """Scatter of each case's process medians around their median: the p90 half-width and the median CV, and
+    the CV of a median of that many processes (CV / sqrt(processes))."""
+    deviations, cvs = [], []
+    for c in cases.values():
+        m = c["medians_s"]
+        if len(m) < 2:
+            continue
+        centre = statistics.median(m)
+        deviations += [abs(v / centre - 1) for v in m]
+        cvs.append(statistics.stdev(m) / statistics.fmean(m))
+    if not cvs:
+        return {}
+    processes = max(len(c["medians_s"]) for c in cases.values())
+    return {"processes": processes, "p90_half_width": quantile(deviations, 0.9), "median_cv": statistics.median(cvs),
+            "median_cv_of_median": statistics.median(cvs) / math.sqrt(processes)}
+
+
+def evaluate(data: dict[str, Any], cal: Calibration) -> dict[str, Any]:
+    cases, generated = data["cases"], data["generated"]
+    for entry in [*cases.values(), *generated]:
+        entry["resampled"] = resampled(entry)
+    families = sorted({c["family"] for c in cases.values()})
+    rows = []
+    for family in families:
+        train_s: list[Sample] = []
+        train_n: list[Network] = []
+        for c in cases.values():
+            if c["family"] != family:
+                train_s += c["resampled"]
+                train_n.append(Network.from_row(c["network"]))
+        for g in generated:
+            if family not in g["imitates"]:
+                train_s += g["resampled"]
+                train_n.append(Network.from_row(g["network"]))
+        predictor = fit(train_s, train_n, roof=Roof.of(cal))
+        for key, c in cases.items():
+            if c["family"] != family:
+                continue
+            samples = c["resampled"]
+            network = Network.from_row(c["network"])
+            rows.append({"case": key, "model": c["model"], "family": family, "batch": c["batch"],
+                         "measured_s": statistics.median(c["medians_s"]),
+                         "learned_s": network_seconds(predictor, samples, network.module_calls),
+                         "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
+                         "processes": len(c["medians_s"])})
+    summary = {}
+    for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
+        for method in ("learned", "analytic", "roofline"):
+            summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
+    return {"rows": rows, "summary": summary, "noise": noise(cases)}
+
+
+def render(threads: int, result: dict[str, Any]) -> None:
+    print(f"\n== {threads} thread(s): leave-one-family-out ==")
+    print(f"{'model':<22} {'family':<12} {'b':>2} {'measured ms':>11} {'learned':>9} {'err':>7} "
+          f"{'analytic':>9} {'err':>7} {'roofline':>9} {'err':>7}")
+    for r in result["rows"]:
+        m = r["measured_s"]
+        print(f"{r['model']:<22} {r['family']:<12} {r['batch']:>2} {m * 1e3:>11.2f} "
+              + " ".join(f"{r[k] * 1e3:>9.2f} {100 * (r[k] / m - 1):>+6.1f}%" for k in ("learned_s", "analytic_s", "roofline_s")))
+    n = result["noise"]
+    if n:
+        print(f"noise floor: {n['processes']} processes per case; p90 half-width of one process "
+              f"{100 * n['p90_half_width']:.1f} %, median CV {100 * n['median_cv']:.1f} % "
+              f"(of the median of {n['processes']}: about {100 * n['median_cv_of_median']:.1f} %)")
+    print(f"{'set':<9} {'method':<9} {'n':>3} {'<=5%':>5} {'<=10%':>6} {'<=15%':>6} {'<=20%':>6} {'RMSPE':>6} "
+          f"{'med|e|':>7} {'p90|e|':>7} {'mean':>7} {'spearman':>8}")
+    for key, s in result["summary"].items():
+        label, method = key.split("/")
+        print(f"{label:<9} {method:<9} {s['n']:>3} " + " ".join(
+            f"{100 * s[k]:>{w}.0f}%" for k, w in (("within_5pct", 4), ("within_10pct", 5), ("within_15pct", 5),
+                                                  ("within_20pct", 5)))
+              + f" {100 * s['rmspe']:>5.1f}% {100 * s['median_abs']:>6.1f}% {100 * s['p90_abs']:>6.1f}% "
+              f"{100 * s['mean']:>+6.1f}% {s['spearman']:>8.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="quick micro-benchmark, 12 models, shorter timing")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--models", help="comma-separated torchvision model names")
-    ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--hw", help="a measured hardware TOML (skips the micro-benchmark)")
-    ap.add_argument("--save-hw", help="write the micro-benchmark result to this TOML file")
-    ap.add_argument("--budget", type=float, default=None, help="seconds of timed forwards per case")
-    ap.add_argument("--ops", action="store_true", help="also print predicted time per operator kind")
-    ap.add_argument("--same-process", action="store_true",
-                    help="time every model in this process (default: each case in a fresh process, so that one "
-                         "model's allocations do not change how the next one's are served)")
-    ap.add_argument("--measure-one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--models", help="comma-separated model names (of MODELS)")
+    ap.add_argument("--processes", type=int, default=None, help="fresh processes per model (default 3; quick 2)")
+    ap.add_argument("--gap", type=float, default=10.0, help="seconds between rounds of processes")
+    ap.add_argument("--per-template", type=int, default=None, help="generated networks per template and batch")
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed forwards per case and process")
+    ap.add_argument("--hw", help="a measured device TOML (default: micro-benchmarks now)")
+    ap.add_argument("--data", help="JSON file of the collected data: written after each thread count (an existing "
+                    "file is resumed: its thread counts are not measured again); with --reuse, only read")
+    ap.add_argument("--reuse", action="store_true", help="evaluate the data of --data without measuring")
+    ap.add_argument("--json-out", help="write the full result here")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
-    import torchvision
-
-    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    if args.measure_one:  # child process: time one case, print one JSON line
-        name, batch = args.measure_one[0], int(args.measure_one[1])
-        torch.manual_seed(0)
-        model = torchvision.models.get_model(name, weights=None).eval()
-        print(json.dumps(measure(model, torch.randn(batch, 3, 224, 224), args.budget or 3.0, 200)))
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if args.child:
+        print(json.dumps(child(args.child, [int(b) for b in args.batches.split(",")], thread_counts[0], args.hw,
+                               args.profile, args.budget)))
         return 0
-    names = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else MODELS)
-    batches = [int(b) for b in args.batches.split(",")]
-    budget = args.budget if args.budget is not None else (1.0 if args.quick else 3.0)
-    load_before = os.getloadavg()
-
     started = time.perf_counter()
-    if args.hw:
-        spec = load_file(args.hw)[0]
-        bench_s = 0.0
+    if args.reuse:
+        data = json.loads(Path(args.data).read_text())
     else:
-        t0 = time.perf_counter()
-        spec = benchmark(quick=args.quick, threads=args.threads)
-        bench_s = time.perf_counter() - t0
-        if args.save_hw:
-            Path(args.save_hw).write_text(spec.to_toml(), encoding="utf-8")
-    cal = calibrate(spec)
-    print(f"device: {spec.name}; fp32 peak {spec.peak_flops_per_s[rooflens.hardware.Precision.FP32] / 1e9:.1f} "
-          f"GFLOP/s, bandwidth {spec.bandwidth_bytes_per_s / 1e9:.1f} GB/s, op overhead "
-          f"{cal.op_overhead_seconds * 1e6:.2f} us, module call {cal.module_call_seconds * 1e6:.2f} us"
-          + (f" (micro-benchmark {bench_s:.1f} s)" if bench_s else f" (from {args.hw})"))
-
-    rows: list[dict] = []
-    header = (f"{'model':<20} {'batch':>5} {'measured ms':>12} {'predicted ms':>13} {'error %':>8} "
-              f"{'roofline ms':>12} {'roof err %':>10} {'iters':>5} {'plain med':>9}")
-    print(header)
-    print("-" * len(header))
-    for name in names:
-        for batch in batches:
-            if batch > 1 and name in BATCH1_ONLY:
+        names = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else [m for m, _ in MODELS])
+        models = [(m, f) for m, f in MODELS if m in names]
+        processes = args.processes or (2 if args.quick else 3)
+        per_template = args.per_template if args.per_template is not None else (2 if args.quick else 4)
+        data = { "host": platform.node(), "torch": torch.__version__,
+                "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "load_before": os.getloadavg()[0], "by_threads": {}}
+        if args.data and Path(args.data).exists():  # resume: the thread counts collected before are kept
+            data = json.loads(Path(args.data).read_text())
+        for threads in thread_counts:
+            if str(threads) in data["by_threads"]:
+                print(f"{threads} thread(s): collected before, in {args.data}")
                 continue
-            torch.manual_seed(0)
-            model = torchvision.models.get_model(name, weights=None).eval()
-            x = torch.randn(batch, 3, 224, 224)
-            if args.same_process:
-                measured, plain, iters, disturbed = measure(model, x, budget, 200)
-            else:
-                measured, plain, iters, disturbed = measure_in_child(name, batch, budget, args.threads)
-            report = rooflens.analyze(model, x, hardware=spec, name=name)
-            pred = predict(report, cal)
-            roof = report.roofline.total_seconds
-            row = {
-                "model": name, "batch": batch, "measured_ms": measured * 1e3, "predicted_ms": pred.total_seconds * 1e3,
-                "error_pct": 100 * (pred.total_seconds - measured) / measured,
-                "roofline_ms": roof * 1e3, "roofline_error_pct": 100 * (roof - measured) / measured,
-                "plain_median_ms": plain * 1e3, "iters": iters, "disturbed": disturbed,
-                "parts_ms": {"compute": pred.compute_seconds * 1e3, "memory": pred.memory_seconds * 1e3,
-                             "overhead": pred.overhead_seconds * 1e3},
-            }
-            rows.append(row)
-            print(f"{name:<20} {batch:>5} {row['measured_ms']:>12.2f} {row['predicted_ms']:>13.2f} "
-                  f"{row['error_pct']:>+8.1f} {row['roofline_ms']:>12.2f} {row['roofline_error_pct']:>+10.1f} "
-                  f"{iters:>5} {plain * 1e3:>9.2f}{' busy' if disturbed else ''}",
-                  flush=True)
-            if args.ops:
-                kinds = pred.by_kind()
-                print("      " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in kinds.items())
-                      + f" | compute {row['parts_ms']['compute']:.2f} memory {row['parts_ms']['memory']:.2f}"
-                      f" overhead {row['parts_ms']['overhead']:.2f}")
-            del model
-
-    result: dict = {"machine": spec.name, "host": platform.node(), "torch": torch.__version__,
-                    "threads": args.threads, "quick": args.quick, "hardware": spec.as_dict()["peak_flops_per_s"],
-                    "bandwidth_bytes_per_s": spec.bandwidth_bytes_per_s,
-                    "op_overhead_seconds": cal.op_overhead_seconds,
-                    "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                    "seconds": time.perf_counter() - started, "summary": {}}
-    print()
-    print(f"{'set':<10} {'model':<10} {'n':>3} {'median |err|':>13} {'p90 |err|':>10} {'mean err':>9} "
-          f"{'<=10%':>6} {'<=20%':>6} {'spearman':>9}")
-    for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in batches]:
-        if not subset:
-            continue
-        for model_name, key in (("calibrated", "error_pct"), ("roofline", "roofline_error_pct")):
-            s = summary(subset, key)
-            result["summary"][f"{label}/{model_name}"] = s
-            print(f"{label:<10} {model_name:<10} {s['n']:>3} {s['median_abs_error_pct']:>12.1f}% "
-                  f"{s['p90_abs_error_pct']:>9.1f}% {s['mean_error_pct']:>+8.1f}% {100 * s['within_10pct']:>5.0f}% "
-                  f"{100 * s['within_20pct']:>5.0f}% {s['spearman']:>9.3f}")
-    print(f"machine: {spec.name} ({platform.node()}), torch {torch.__version__}, {args.threads} threads; "
-          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+            hw = args.hw
+            if hw is None:  # the micro-benchmarks at this thread count: the peak and the analytic calibration
+                hw = f"/tmp/rooflens-prediction-hw-{threads}.toml"
+                Path(hw).write_text(benchmark(quick=args.quick, threads=threads).to_toml(), encoding="utf-8")
+            data.setdefault("hw", {})[str(threads)] = Path(hw).read_text(encoding="utf-8")
+            data["machine"] = load_file(hw)[0].name
+            t0 = time.perf_counter()
+            data["by_threads"][str(threads)] = collect(models, threads, hw, processes, args.gap, per_template, args.budget)
+            data["by_threads"][str(threads)]["seconds"] = time.perf_counter() - t0
+            data["load_after"] = os.getloadavg()[0]
+            if args.data:  # after every thread count: a later failure keeps what was measured
+                Path(args.data).write_text(json.dumps(data), encoding="utf-8")
+    result: dict[str, Any] = {k: v for k, v in data.items() if k != "by_threads"}
+    result["by_threads"] = {}
+    for threads, collected in data["by_threads"].items():
+        hw_file = Path(f"/tmp/rooflens-prediction-hw-{threads}-reused.toml")
+        hw_file.write_text(data["hw"][threads], encoding="utf-8")
+        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]))
+        render(int(threads), evaluated)
+        result["by_threads"][threads] = evaluated
+    print(f"\nmachine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
+          f"before {data['load_before']:.2f}, after {data.get('load_after', float('nan')):.2f}; "
           f"{time.perf_counter() - started:.0f} s")
-    result["rows"] = rows
-    print(json.dumps(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result), encoding="utf-8")
+    print(json.dumps({"summary": {t: r["summary"] for t, r in result["by_threads"].items()},
+                      "noise": {t: r["noise"] for t, r in result["by_threads"].items()}}))
     return 0
 
 

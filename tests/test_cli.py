@@ -629,7 +629,7 @@ def test_format_names_are_the_same_everywhere():
 
     found = dict(formats(build_parser()))
     assert set(found) == {"profile", "roofline", "compare", "energy", "advise", "llm", "bench", "memory", "hw list",
-                          "hw show", "hw bench"}
+                          "hw show", "hw bench", "hw calibrate"}
     for command, names in found.items():
         assert names == tuple(f for f in FORMATS if f in names), command  # FORMATS' names, in its order
         assert names[:2] == ("table", "json") and "markdown" in names and "html" in names, command

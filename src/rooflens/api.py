@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rooflens.analysis.modules import build_tree, uncalled
+from rooflens.analysis.predictor import CalibrationMethod
 from rooflens.capture.engine import Options, run_capture
 from rooflens.capture.harness import analysis_device, isolated, unwrap
 from rooflens.capture.inputs import InputSize, model_inputs, parse_bits, parse_dtype
@@ -43,6 +45,7 @@ def analyze(
     backward: bool = False,
     measure: bool = False,
     value_checks: str = "assume",
+    calibration: CalibrationMethod | str = CalibrationMethod.AUTO,
 ) -> Report:
     """Count what one forward pass of ``model`` costs, per operator, per module and in total.
 
@@ -76,6 +79,9 @@ def analyze(
     tensor (``attention_mask.all()``: is there padding?), ``"assume"`` (default) answers yes -- masks all
     ones, no padding -- and lists each assumption in ``report.diagnostics``; ``"error"`` raises instead.
     A model with real weights is run on real copies of its tensors when fake execution needs a value.
+    ``calibration``: the latency estimate ``report.calibrated`` gives on a measured device: ``"auto"``
+    (default: the learned predictor when the device carries one, from ``rooflens hw calibrate``, else the
+    analytic model of its micro-benchmarks), ``"learned"`` or ``"analytic"``; see docs/prediction.md.
 
     The forward runs on fake tensors under ``torch.no_grad()`` (with grad when ``backward``): nothing is
     computed and the model, its parameters (and their ``.grad``), buffers, hooks and ``training`` flag
@@ -83,11 +89,13 @@ def analyze(
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"analyze() expects a torch.nn.Module, got {type(model).__name__}")
+    method = CalibrationMethod.parse(calibration)
     with isolated():
-        return _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
-                        convention=convention, name=name, hardware=hardware, precision=precision,
-                        weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, weight_group=weight_group,
-                        backward=backward, measure=measure, value_checks=value_checks)
+        report = _analyze(model, inputs, input_size=input_size, dtype=dtype, input_dtype=input_dtype,
+                          convention=convention, name=name, hardware=hardware, precision=precision,
+                          weight_bits=weight_bits, act_bits=act_bits, kv_bits=kv_bits, weight_group=weight_group,
+                          backward=backward, measure=measure, value_checks=value_checks)
+    return replace(report, calibration=method) if method is not CalibrationMethod.AUTO else report
 
 
 def _analyze(

@@ -12,6 +12,7 @@
     rooflens hw list [--kind gpu] [--precision fp16] [--hw FILE.toml] [-f table|json|csv|markdown|html]
     rooflens hw show ID|FILE.toml|this[,...] [-f table|json|markdown|html|toml]
     rooflens hw bench [--quick] [--save FILE.toml] [-f table|json|markdown|html|toml]
+    rooflens hw calibrate [--quick] [--save FILE.toml] [--threads N] [--device cpu|cuda] [--from FILE.toml]
 
 One meaning per flag in every command: ``--precision`` is the compute precision (the device's peak, and
 the width in memory of floating-point tensors), ``--hw`` names devices in one grammar (catalogue ids,
@@ -37,6 +38,7 @@ from rooflens import __version__, measurement
 from rooflens.analysis.advice import Rule
 from rooflens.analysis.calibrated import calibrate
 from rooflens.analysis.memory import memory
+from rooflens.analysis.predictor import CalibrationMethod, predictor_of
 from rooflens.api import analyze, analyze_onnx
 from rooflens.errors import InputError, RooflensError
 from rooflens.hardware import custom, devices, get, load_file
@@ -324,6 +326,10 @@ def _add_roofline(sub: Any) -> None:
     p.add_argument("--calibrated", action="store_true",
                    help="require the calibrated latency estimate beside the roofline (devices measured by "
                    "`rooflens hw bench --save FILE`; it is shown for them anyway): an error for a datasheet device")
+    p.add_argument("--calibration", choices=[m.value for m in CalibrationMethod], default="auto",
+                   help="which calibrated estimate: the learned predictor of a device measured by `rooflens hw "
+                   "calibrate`, the analytic model of its micro-benchmarks, or auto (default: learned when the "
+                   "device carries one)")
     p.add_argument("--plot", metavar="FILE",
                    help="draw the roofline to FILE (.png, .svg or .pdf); with several devices one file each, "
                    "named FILE-<device>.png")
@@ -522,6 +528,24 @@ def _add_hw(sub: Any) -> None:
                        help="GEMM dtypes to try (default fp32, fp64, bf16, fp16; fp32 always; emulated ones are "
                        "left out)")
     bench.set_defaults(func=cmd_hw_bench)
+    cal = hw_sub.add_parser(
+        "calibrate", parents=[_output_options(DEVICE_FORMATS)],
+        help="measure this machine and train its learned latency predictor",
+        description="Times operators where they really run -- inside forward passes of generated networks (and, "
+        "in full mode, of torchvision models of every family) -- and trains gradient-boosted trees per operator "
+        "group on them, on top of the micro-benchmarks of `hw bench`. The saved device carries the predictor "
+        "and where its samples came from; `--hw FILE` then gives every report the learned estimate "
+        "(report.calibrated, the Calibrated column). Needs scikit-learn to train (pip install "
+        "'rooflens[predict]'); run it on an otherwise idle machine. See docs/prediction.md.")
+    cal.add_argument("--quick", action="store_true", help="quick micro-benchmarks and a few generated networks "
+                     "(under a minute on 2 cores); default: the full run (under 15 minutes)")
+    cal.add_argument("--save", metavar="FILE.toml", help="write the measured device with its predictor here")
+    cal.add_argument("--threads", type=_positive, default=None, help="torch's CPU threads during the run (the "
+                     "predictor is for this many)")
+    cal.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    cal.add_argument("--from", dest="from_file", metavar="FILE.toml",
+                     help="reuse the micro-benchmarks of a device measured before on this machine (`hw bench --save`)")
+    cal.set_defaults(func=cmd_hw_calibrate)
 
 
 # ---- models, devices and output ----------------------------------------------------------------------
@@ -700,9 +724,12 @@ def _roofline_devices(args: argparse.Namespace) -> list[HardwareSpec]:
 
 def cmd_roofline(args: argparse.Namespace) -> Document:
     specs = _roofline_devices(args)
-    if args.calibrated:
+    method = CalibrationMethod.parse(args.calibration)
+    if args.calibrated or method is not CalibrationMethod.AUTO:
         for s in specs:
             calibrate(s)  # raises, naming the device, when it has no micro-benchmark curves
+            if method is CalibrationMethod.LEARNED:
+                predictor_of(s)  # raises, naming the device, when it carries no learned predictor
     if is_onnx(args.model) and args.optimized:
         if len(specs) > 1 or args.plot:
             raise InputError("--optimized compares the file with the graph ONNX Runtime runs on one device, "
@@ -714,6 +741,7 @@ def cmd_roofline(args: argparse.Namespace) -> Document:
         _torch_only(args)
         model, source, name = _model(args, meta=args.meta)
         report = _analyse(args, model, source, name, hardware=specs[0])
+    report = replace(report, calibration=method)
     reports = [report] + [report.with_hardware(s) for s in specs[1:]]
     if args.plot:
         for r in reports:
@@ -974,6 +1002,32 @@ def cmd_hw_bench(args: argparse.Namespace) -> Document:
     doc = devices_document([spec], _byte_unit(args))
     use = args.save or "FILE.toml (--save)"
     return replace(doc, blocks=(*doc.blocks, Gap(), Note(f"Use it: rooflens roofline MODEL --hw {use} --calibrated")))
+
+
+def cmd_hw_calibrate(args: argparse.Namespace) -> Document:
+    from rooflens.calibration import calibrate_device
+
+    base = None
+    if args.from_file:
+        found = load_file(args.from_file)
+        if len(found) != 1:
+            raise InputError(f"--from needs one measured device; {args.from_file} has {len(found)}")
+        base = found[0]
+    bar = _ProgressBar("calibrating this machine")
+    try:
+        spec = calibrate_device(spec=base, quick=args.quick, threads=args.threads, device=args.device,
+                                progress=lambda stage, fraction: bar(stage, round(100 * fraction), 100))
+    finally:
+        bar.close()
+    if args.save:
+        _emit(spec.to_toml(), args.save)
+    doc = devices_document([spec], _byte_unit(args))
+    made = predictor_of(spec).provenance
+    use = args.save or "FILE.toml (--save)"
+    return replace(doc, blocks=(*doc.blocks, Gap(), Note(
+        f"Learned latency predictor: {made.get('samples')} operators timed in {made.get('networks')} networks "
+        f"({made.get('mode')} mode, {made.get('threads')} threads, {made.get('seconds')} s). "
+        f"Use it: rooflens roofline MODEL --hw {use}")))
 
 
 def _emit(text: str, output: str | None) -> None:

@@ -164,7 +164,7 @@ def _grows(record: OpRecord) -> bool:
     return bool(record.inputs and record.outputs) and record.outputs[0].numel > record.inputs[0].numel
 
 
-def _conv_operands(record: OpRecord) -> tuple[TensorMeta, TensorMeta, TensorMeta] | None:
+def conv_operands(record: OpRecord) -> tuple[TensorMeta, TensorMeta, TensorMeta] | None:
     """(input, weight, output-shaped tensor) of a convolution record, forward or backward."""
     if record.phase == "backward" and len(record.inputs) >= 3:  # convolution_backward(grad_output, input, weight)
         return record.inputs[1], record.inputs[2], record.inputs[0]
@@ -174,7 +174,7 @@ def _conv_operands(record: OpRecord) -> tuple[TensorMeta, TensorMeta, TensorMeta
 
 
 def _conv_kind(record: OpRecord) -> str:
-    operands = _conv_operands(record)
+    operands = conv_operands(record)
     if operands is None:
         return "conv3x3"
     x, w = operands[0].shape, operands[1].shape
@@ -193,7 +193,7 @@ def _conv_kind(record: OpRecord) -> str:
 
 def _channel_ratio(record: OpRecord) -> float:
     """Output over input channels of a convolution (1 when the shapes do not say)."""
-    operands = _conv_operands(record)
+    operands = conv_operands(record)
     if operands is None or len(operands[0].shape) < 2 or not operands[0].shape[1] or not operands[1].shape:
         return 1.0
     return operands[1].shape[0] / operands[0].shape[1]
@@ -201,7 +201,7 @@ def _channel_ratio(record: OpRecord) -> float:
 
 def _output_pixels(record: OpRecord) -> float:
     """N x H x W of a convolution's output (elements per output channel)."""
-    operands = _conv_operands(record)
+    operands = conv_operands(record)
     if operands is None or len(operands[2].shape) < 2 or operands[2].shape[1] == 0:
         return 1.0
     out = operands[2]
@@ -460,6 +460,7 @@ class Prediction:
     memory_seconds: float
     overhead_seconds: float
     notes: tuple[str, ...] = ()
+    method: str = "analytic"  # "analytic" (micro-benchmark curves) or "learned" (rooflens.analysis.predictor)
 
     def by_module(self) -> Mapping[str, float]:
         """Module path -> calibrated seconds of the module and its submodules."""
@@ -475,6 +476,7 @@ class Prediction:
     def as_dict(self) -> dict[str, Any]:
         return {
             "calibration": self.calibration.as_dict(),
+            "method": self.method,
             "total_seconds": self.total_seconds,
             "compute_seconds": self.compute_seconds,
             "memory_seconds": self.memory_seconds,
@@ -541,7 +543,7 @@ def predict_records(
         out_bytes = float(sum(t.nbytes for t in r.outputs))
         overhead = cal.op_overhead_seconds + cal.sequence_seconds(out_bytes) + extra_overhead.get(i, 0.0)
         if kind in CONV_KINDS:  # oneDNN: a blocked-layout copy of the input, a blocked result, the output
-            operands = _conv_operands(r)
+            operands = conv_operands(r)
             in_bytes = float(operands[0].nbytes) if operands is not None else 0.0
             overhead += cal.alloc_seconds(in_bytes) + 2 * cal.alloc_seconds(out_bytes)
         elif kind in FLOPS_KEYED or kind == "gemm":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rooflens.analysis.predictor import has_predictor, predictor_of
 from rooflens.hardware.spec import HardwareSpec
 from rooflens.report.document import Document, Gap, Grid, Labels, Note
 from rooflens.report.markup import grid_csv
@@ -60,7 +61,9 @@ def hardware_lines(s: HardwareSpec, byte_unit: ByteUnit = ByteUnit.SI) -> list[t
         lines.append(("Notes", s.notes))
     curves = []
     for k, v in s.extra.items():
-        if isinstance(v, list) and v and all(isinstance(row, list) for row in v):
+        if k == "predictor" and has_predictor(s):
+            lines.append(("Learned predictor", predictor_of(s).describe()))
+        elif isinstance(v, list) and v and all(isinstance(row, list) for row in v):
             curves.append(f"{k} ({len(v)})")  # a micro-benchmark curve (rooflens.measurement.benchmark)
         elif isinstance(v, float) and k.endswith("_seconds"):
             lines.append((k, seconds_text(v)))

@@ -10,8 +10,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
 from rooflens.analysis.advice import Finding, Rule, advise
-from rooflens.analysis.calibrated import Prediction, can_calibrate, predict
+from rooflens.analysis.calibrated import Prediction
 from rooflens.analysis.energy import EnergyEstimate, estimate_energy
+from rooflens.analysis.predictor import CalibrationMethod, estimate
 from rooflens.analysis.roofline import Roofline, Timing, roofline
 from rooflens.errors import InputError
 from rooflens.hardware.catalogue import get as get_hardware
@@ -72,6 +73,7 @@ class Report:
     hardware: HardwareSpec | None = None
     backward: bool = False  # the records include the backward pass (``phase == "backward"``)
     measurement: MeasurementLike | None = None  # timed real forward passes (analyze(..., measure=True))
+    calibration: CalibrationMethod = CalibrationMethod.AUTO  # which calibrated estimate (see ``calibrated``)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -132,11 +134,15 @@ class Report:
     def calibrated(self) -> Prediction | None:
         """The calibrated latency estimate on ``hardware`` (per operator, per module, total), when the
         device was measured by ``rooflens hw bench`` / ``rooflens.measurement.benchmark()``; None for a
-        datasheet device. Unlike the roofline time, an estimate of an eager run, not a bound."""
+        datasheet device. Unlike the roofline time, an estimate of an eager run, not a bound.
+
+        By ``calibration``: the learned predictor when the device carries one (``rooflens hw calibrate``,
+        :mod:`rooflens.analysis.predictor`), else the analytic model of the micro-benchmarks
+        (:mod:`rooflens.analysis.calibrated`); ``"analytic"`` or ``"learned"`` choose."""
         if self.hardware is None:
             return None
         if "calibrated" not in self._cache:
-            self._cache["calibrated"] = predict(self, self.hardware) if can_calibrate(self.hardware) else None
+            self._cache["calibrated"] = estimate(self, self.calibration)
         return self._cache["calibrated"]  # type: ignore[no-any-return]
 
     @property

@@ -220,14 +220,17 @@ def calibrated_lines(report: Report) -> list[tuple[str, str]]:
     ratio = f" = {cal.total_seconds / roof:.2f} x the roofline time" if roof else ""
     kinds = ", ".join(f"{k} {100 * v / cal.total_seconds:.0f}%" for k, v in list(cal.by_kind().items())[:5])
     extra = cal.calibration.hardware.extra
-    when = f" of {extra['date']}" if extra.get("date") else ""
+    if cal.method == "learned":
+        made = extra.get("predictor", {}).get("provenance", {})
+        how = (f"per operator the learned predictor's time (trees over shape features, at least the roofline), "
+               f"trained on {made.get('samples', '?')} operators timed inside {made.get('networks', '?')} "
+               f"networks{' on ' + str(made['date']) if made.get('date') else ''} (`rooflens hw calibrate`)")
+    else:
+        when = f" of {extra['date']}" if extra.get("date") else ""
+        how = ("per operator max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)) + overhead, from "
+               f"the device's micro-benchmarks{when}")
     lines = [
-        (
-            "Calibrated time",
-            (f"{seconds_text(cal.total_seconds)}{ratio}: an estimate of an eager run, per operator max(FLOPs / "
-             f"(peak x efficiency), bytes / (bandwidth x efficiency)) + overhead, from the device's "
-             f"micro-benchmarks{when}"),
-        ),
+        ("Calibrated time", f"{seconds_text(cal.total_seconds)}{ratio}: an estimate of an eager run, {how}"),
         (
             "Calibrated parts",
             (f"compute {seconds_text(cal.compute_seconds)} · memory {seconds_text(cal.memory_seconds)} · "

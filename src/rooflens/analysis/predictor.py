@@ -1,0 +1,522 @@
+"""Learned latency: per-operator regressors trained on operators timed inside real forward passes.
+
+The analytic calibration (:mod:`rooflens.analysis.calibrated`) predicts an operator from micro-benchmarks
+of the operator alone; inside a model the same operator runs slower (its inputs come from the previous
+operator, its weights are not hot in cache, the allocator and the framework work between operators), and
+that error has the same sign for every model. This module predicts from **samples timed in context**:
+every operator of many forward passes (real models, and networks generated from blocks of the shapes real
+networks use), profiled on the device, each sample the operator's record (kind, shapes, FLOPs, bytes) and
+its measured seconds. See :mod:`rooflens.calibration` for how the samples are taken.
+
+Per operator::
+
+    seconds = max(roofline, reference x exp(f_group(features)))
+    reference = max(FLOPs / peak, bytes / bandwidth) + op_overhead
+
+``peak``, ``bandwidth`` and ``op_overhead`` are the device's measured figures (``rooflens hw bench``), the
+peak and bandwidth raised to the fastest rates any timed operator reached (:class:`Roof`: a measured GEMM
+peak can sit below what the convolution library reaches, and tensors in cache beat the DRAM bandwidth), so
+that no sample runs faster than its roofline time; ``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared
+loss on the log ratio) of the operator's group: ``conv`` (dense convolutions), ``dwconv`` (depthwise and
+grouped), ``gemm`` (matrix products, attention) and ``elementwise`` (everything else: normalisation,
+activations, pooling, copies). Learning the log ratio to the roofline reference instead of the time
+itself keeps the prediction sensible outside the sampled sizes: a tree ensemble's output is constant
+beyond its last split, so there the prediction follows the roofline at the last learned efficiency.
+
+The features (:func:`features`) are the operator's kind (:func:`rooflens.analysis.calibrated.op_kind`),
+log2 of its FLOPs, bytes, input, output and weight bytes, its arithmetic intensity, and its shapes:
+channels in and out, output pixels per image, kernel size, stride, groups and batch for convolutions;
+M, N and K for matrix products.
+
+Model-level terms (:class:`ModelTerms`): what a forward pass costs beyond its operators' profiled times:
+``seconds_per_op`` for each operator record (the profiler's own cost per event, which the samples
+include, makes it negative; the framework's per-operator work that happens outside the operator events
+makes it positive) and ``seconds_per_call`` for each ``nn.Module`` call, fitted by least squares on the
+plain (unprofiled) latency of the sampled networks.
+
+The trained ensembles are stored as plain arrays (:meth:`Predictor.as_dict`) and evaluated here without
+scikit-learn, which is needed only to train (:func:`fit`).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from rooflens.analysis.calibrated import (
+    CONV_KINDS,
+    Calibration,
+    OpPrediction,
+    Prediction,
+    calibrate,
+    can_calibrate,
+    conv_operands,
+    op_kind,
+    predict,
+)
+from rooflens.analysis.counted import Counted
+from rooflens.analysis.modules import lineage
+from rooflens.errors import HardwareError, InputError
+from rooflens.hardware.spec import HardwareSpec, Precision
+from rooflens.types import OpRecord, TensorKind
+
+FEATURE_VERSION = 2  # 2: the predictor carries its roof
+KINDS = ("gemm", *CONV_KINDS, "maxpool", "batchnorm", "layernorm", "mean", "cat", "gelu", "sigmoid", "relu_", "add")
+GROUPS = ("conv", "dwconv", "gemm", "elementwise")
+FEATURES = (
+    "kind", "log_flops", "log_bytes", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_intensity",
+    "log_c_in", "log_c_out", "log_pixels", "kernel", "stride", "log_groups", "log_batch", "log_m", "log_n", "log_k",
+    "in_place",
+)
+MIN_SAMPLES = 30  # a group with fewer training samples falls back to the pooled ensemble of all groups
+
+
+class CalibrationMethod(str, enum.Enum):
+    """Which calibrated estimate a report on a measured device gives (``analyze(..., calibration=...)``)."""
+
+    AUTO = "auto"  # learned when the device carries a predictor (`rooflens hw calibrate`), else analytic
+    LEARNED = "learned"  # the learned predictor (an error for a device without one)
+    ANALYTIC = "analytic"  # the micro-benchmark curves alone (rooflens.analysis.calibrated)
+
+    @classmethod
+    def parse(cls, value: CalibrationMethod | str) -> CalibrationMethod:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(f"calibration must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
+
+
+def estimate(report: Counted, method: CalibrationMethod | str = CalibrationMethod.AUTO) -> Prediction | None:
+    """The calibrated estimate of ``report`` on its hardware by ``method``; None when the device was not
+    measured (a datasheet device) or, for ``"auto"``, cannot be calibrated."""
+    spec, method = report.hardware, CalibrationMethod.parse(method)
+    if spec is None or not can_calibrate(spec):
+        if method is CalibrationMethod.LEARNED and spec is not None:
+            calibrate(spec)  # raises, naming the device and what to run
+        return None
+    cal = calibrate(spec)
+    if method is CalibrationMethod.ANALYTIC or (method is CalibrationMethod.AUTO and not has_predictor(spec)):
+        return predict(report, cal)
+    calls = {path: node.calls for path, node in report.modules.items()}
+    return predict_learned(report.records, report.modules, cal, predictor_of(spec), report.precision,
+                           module_calls=calls)
+
+
+def has_predictor(spec: HardwareSpec) -> bool:
+    """Whether ``spec`` carries a learned latency predictor (``rooflens hw calibrate``)."""
+    return isinstance(spec.extra.get("predictor"), Mapping)
+
+
+def predictor_of(spec: HardwareSpec) -> Predictor:
+    """The learned predictor ``spec`` carries (parsed once per stored predictor)."""
+    data = spec.extra.get("predictor")
+    if not isinstance(data, Mapping):
+        raise HardwareError(
+            f"{spec.name} ({spec.id}) carries no learned latency predictor; train one on the machine with "
+            "`rooflens hw calibrate --save FILE` and load it with --hw FILE, or use calibration='analytic'"
+        )
+    return _parsed(json.dumps(data, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> Predictor:
+    return Predictor.from_dict(json.loads(text))
+
+
+def group_of(kind: str) -> str:
+    """The predictor group of an operator kind (see the module docstring)."""
+    if kind in ("conv3x3", "conv1x1"):
+        return "conv"
+    if kind in ("dwconv3x3", "gconv3x3"):
+        return "dwconv"
+    return "gemm" if kind == "gemm" else "elementwise"
+
+
+def _log2(x: float) -> float:
+    return math.log2(x + 1.0)
+
+
+def features(record: OpRecord) -> tuple[str, list[float]]:
+    """(kind, feature vector in the order of ``FEATURES``) of an operator record."""
+    kind = op_kind(record)
+    flops, nbytes = float(record.cost.flops), float(record.cost.bytes)
+    first = record.inputs[0] if record.inputs else None
+    in_bytes = float(first.nbytes) if first is not None and first.kind is TensorKind.ACTIVATION else 0.0
+    out_bytes = float(sum(t.nbytes for t in record.outputs))
+    c_in = c_out = pixels = kernel = stride = groups = batch = m = n = k = 0.0
+    operands = conv_operands(record) if kind in CONV_KINDS else None
+    if operands is not None and len(operands[0].shape) >= 3 and len(operands[1].shape) >= 3:
+        x, w, y = operands[0].shape, operands[1].shape, operands[2].shape
+        batch, c_in, c_out = float(x[0]), float(x[1]), float(w[0])
+        pixels = float(math.prod(y[2:]))
+        kernel = float(math.prod(w[2:]))
+        stride = float(max(1, round((math.prod(x[2:]) / max(1, math.prod(y[2:]))) ** 0.5))) if y[2:] else 1.0
+        groups = float(max(1, x[1] // max(1, w[1])))
+    elif kind == "gemm" and record.inputs and record.outputs and record.outputs[0].shape:
+        out = record.outputs[0]
+        n = float(out.shape[-1])
+        m = float(out.numel) / n if n else 0.0
+        k = float(record.cost.macs) / (m * n) if m and n else 0.0
+        batch = float(out.shape[0]) if len(out.shape) > 1 else 1.0
+    elif record.outputs and record.outputs[0].shape:
+        shape = record.outputs[0].shape
+        batch = float(shape[0])
+        c_out = float(shape[1]) if len(shape) > 1 else 0.0
+        pixels = float(math.prod(shape[2:])) if len(shape) > 2 else 0.0
+    intensity = flops / nbytes if nbytes else 0.0
+    vector = [
+        float(KINDS.index(kind)), _log2(flops), _log2(nbytes), _log2(in_bytes), _log2(out_bytes),
+        _log2(float(record.weight_bytes_read)), _log2(intensity), _log2(c_in), _log2(c_out), _log2(pixels), kernel,
+        stride, _log2(groups), _log2(batch), _log2(m), _log2(n), _log2(k), 1.0 if record.op.endswith("_") else 0.0,
+    ]
+    return kind, vector
+
+
+# ---- tree ensembles ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tree:
+    """One regression tree as arrays: node i splits on ``feature[i] <= threshold[i]`` (left) or is a
+    leaf (``left[i] == -1``) of ``value[i]``."""
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    value: tuple[float, ...]
+
+    def __call__(self, x: Sequence[float]) -> float:
+        i = 0
+        while self.left[i] != -1:
+            i = self.left[i] if x[self.feature[i]] <= self.threshold[i] else self.right[i]
+        return self.value[i]
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A gradient-boosted ensemble: ``init + rate x sum(tree(x))``."""
+
+    init: float
+    rate: float
+    trees: tuple[Tree, ...]
+    samples: int  # training samples it was fitted on
+
+    def __call__(self, x: Sequence[float]) -> float:
+        return self.init + self.rate * sum(t(x) for t in self.trees)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"init": self.init, "rate": self.rate, "samples": self.samples,
+                "trees": [[list(t.feature), list(t.threshold), list(t.left), list(t.right), list(t.value)]
+                          for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ensemble:
+        try:
+            trees = tuple(Tree(tuple(int(v) for v in f), tuple(float(v) for v in th), tuple(int(v) for v in lf),
+                               tuple(int(v) for v in rt), tuple(float(v) for v in va))
+                          for f, th, lf, rt, va in data["trees"])
+            return cls(float(data["init"]), float(data["rate"]), trees, int(data.get("samples", 0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise HardwareError(f"a stored latency predictor is malformed ({type(e).__name__}: {e})") from e
+
+
+@dataclass(frozen=True)
+class ModelTerms:
+    """Seconds a forward pass costs beyond its operators' profiled times (see the module docstring)."""
+
+    seconds_per_op: float = 0.0
+    seconds_per_call: float = 0.0
+
+
+@dataclass(frozen=True)
+class Roof:
+    """The roofline a predictor learns its correction to: fp32 peak, bandwidth, fixed seconds per operator.
+
+    :func:`fit` raises the device's measured peak and bandwidth to the fastest rate a timed operator
+    reached (a measured GEMM peak can sit below what a convolution library reaches; tensors that stay in
+    cache move faster than the DRAM bandwidth), so that no sample runs faster than its roofline time.
+    """
+
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+    overhead_seconds: float
+
+    @classmethod
+    def of(cls, calibration: Calibration) -> Roof:
+        """The roof of a measured device: its fp32 peak (or best), bandwidth and per-operator overhead."""
+        peaks = calibration.peak_flops_per_s
+        return cls(peaks.get(Precision.FP32) or max(peaks.values()), calibration.bandwidth_bytes_per_s,
+                   calibration.op_overhead_seconds)
+
+    def roofline(self, flops: float, nbytes: float) -> float:
+        return max(flops / self.peak_flops_per_s, nbytes / self.bandwidth_bytes_per_s)
+
+    def reference(self, flops: float, nbytes: float) -> float:
+        return self.roofline(flops, nbytes) + self.overhead_seconds
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Trained ensembles per group (``"all"``: pooled, for groups with few samples), the roof they correct,
+    model-level terms, and where the samples came from (machine, torch, threads, date, models ...)."""
+
+    ensembles: Mapping[str, Ensemble]
+    roof: Roof
+    terms: ModelTerms
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ensembles", MappingProxyType(dict(self.ensembles)))
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    def log_ratio(self, kind: str, x: Sequence[float]) -> float:
+        ensemble = self.ensembles.get(group_of(kind)) or self.ensembles["all"]
+        return ensemble(x)
+
+    def describe(self) -> str:
+        """One line: what the predictor was trained on, where and when."""
+        made = self.provenance
+        groups = ", ".join(f"{g} ({e.samples})" for g, e in self.ensembles.items() if g != "all")
+        return (f"{made.get('samples', '?')} operators timed in {made.get('networks', '?')} networks on "
+                f"{made.get('machine', '?')} ({made.get('threads', '?')} threads, torch {made.get('torch', '?')}, "
+                f"{made.get('date', '?')}, {made.get('mode', '?')} mode); trees per group: {groups or 'pooled only'}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature_version": FEATURE_VERSION,
+            "features": list(FEATURES),
+            "roof": {"peak_flops_per_s": self.roof.peak_flops_per_s,
+                     "bandwidth_bytes_per_s": self.roof.bandwidth_bytes_per_s,
+                     "overhead_seconds": self.roof.overhead_seconds},
+            "terms": {"seconds_per_op": self.terms.seconds_per_op, "seconds_per_call": self.terms.seconds_per_call},
+            "provenance": dict(self.provenance),
+            "ensembles": {g: e.as_dict() for g, e in self.ensembles.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Predictor:
+        if data.get("feature_version") != FEATURE_VERSION:
+            raise HardwareError(
+                f"the stored latency predictor has feature version {data.get('feature_version')!r}, this rooflens "
+                f"reads version {FEATURE_VERSION}: measure the device again with `rooflens hw calibrate --save FILE`"
+            )
+        ensembles = {str(g): Ensemble.from_dict(e) for g, e in dict(data.get("ensembles", {})).items()}
+        if "all" not in ensembles:
+            raise HardwareError("a stored latency predictor has no pooled ('all') ensemble")
+        terms = dict(data.get("terms", {}))
+        try:
+            roof = Roof(**{k: float(v) for k, v in dict(data["roof"]).items()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise HardwareError(f"a stored latency predictor has no usable roof ({type(e).__name__}: {e})") from e
+        return cls(ensembles, roof, ModelTerms(float(terms.get("seconds_per_op", 0.0)),
+                                               float(terms.get("seconds_per_call", 0.0))),
+                   dict(data.get("provenance", {})))
+
+
+# ---- samples and training ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    """One operator timed in context: its kind, features, FLOPs and bytes, and the measured seconds (0: an
+    operator record of the network that the profile did not time)."""
+
+    kind: str
+    x: tuple[float, ...]
+    flops: float
+    bytes: float
+    seconds: float
+    source: str = ""  # the network it ran in
+    family: str = ""  # the family of that network ("" for generated networks that imitate none)
+
+    @classmethod
+    def of(cls, record: OpRecord, seconds: float, source: str = "", family: str = "") -> Sample:
+        """The sample of one operator record timed at ``seconds``."""
+        kind, x = features(record)
+        return cls(kind, tuple(x), float(record.cost.flops), float(record.cost.bytes), seconds, source, family)
+
+    def as_row(self) -> list[Any]:
+        return [self.kind, list(self.x), self.flops, self.bytes, self.seconds, self.source, self.family]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Sample:
+        return cls(str(row[0]), tuple(float(v) for v in row[1]), float(row[2]), float(row[3]), float(row[4]),
+                   str(row[5]), str(row[6]))
+
+
+@dataclass(frozen=True)
+class Network:
+    """One sampled network's whole-pass figures, for the model-level terms: its plain measured seconds, the
+    sum of its operators' profiled seconds, its operator records and module calls."""
+
+    source: str
+    family: str
+    seconds: float
+    profiled_seconds: float
+    records: int
+    module_calls: int
+
+    def as_row(self) -> list[Any]:
+        return [self.source, self.family, self.seconds, self.profiled_seconds, self.records, self.module_calls]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Network:
+        return cls(str(row[0]), str(row[1]), float(row[2]), float(row[3]), int(row[4]), int(row[5]))
+
+
+RELIABLE_SECONDS = 50e-6  # samples at least this long set the roof (the profiler's own cost is a few us)
+
+
+def fitted_roof(roof: Roof, samples: Sequence[Sample]) -> Roof:
+    """``roof`` raised to the fastest FLOP/s and bytes/s of the samples timed at ``RELIABLE_SECONDS`` or more."""
+    timed = [s for s in samples if s.seconds >= RELIABLE_SECONDS]
+    peak = max([roof.peak_flops_per_s, *(s.flops / s.seconds for s in timed)])
+    bandwidth = max([roof.bandwidth_bytes_per_s, *(s.bytes / s.seconds for s in timed)])
+    return Roof(peak, bandwidth, roof.overhead_seconds)
+
+
+def fit(samples: Sequence[Sample], networks: Sequence[Network] = (), *, roof: Roof,
+        provenance: Mapping[str, Any] | None = None, trees: int = 300, depth: int = 4, rate: float = 0.05,
+        seed: int = 0) -> Predictor:
+    """Train the per-group ensembles on ``samples`` and the model-level terms on ``networks``; ``roof``: the
+    device's measured one (:meth:`Roof.of`), raised to what the samples reached (:func:`fitted_roof`). Needs
+    scikit-learn: ``pip install 'rooflens[predict]'``."""
+    try:
+        from sklearn.ensemble import GradientBoostingRegressor
+    except ImportError as e:
+        raise HardwareError(
+            "training a latency predictor needs scikit-learn: pip install 'rooflens[predict]' (or scikit-learn)"
+        ) from e
+    usable = [s for s in samples if s.seconds > 0]
+    if len(usable) < MIN_SAMPLES:
+        raise HardwareError(f"a latency predictor needs at least {MIN_SAMPLES} timed operators, got {len(usable)}")
+    roof = fitted_roof(roof, usable)
+
+    def train(rows: Sequence[Sample]) -> Ensemble:
+        model = GradientBoostingRegressor(n_estimators=trees, max_depth=depth, learning_rate=rate, subsample=0.8,
+                                          min_samples_leaf=3, random_state=seed)
+        model.fit([list(s.x) for s in rows], [math.log(s.seconds / roof.reference(s.flops, s.bytes)) for s in rows])
+        return ensemble_of(model, len(rows))
+
+    ensembles = {"all": train(usable)}
+    for group in GROUPS:
+        rows = [s for s in usable if group_of(s.kind) == group]
+        if len(rows) >= MIN_SAMPLES:
+            ensembles[group] = train(rows)
+    predictor = Predictor(ensembles, roof, ModelTerms(), dict(provenance or {}))
+    return replace(predictor, terms=fit_terms(predictor, samples, networks))
+
+
+def ensemble_of(model: Any, samples: int = 0) -> Ensemble:
+    """The :class:`Ensemble` of a fitted scikit-learn ``GradientBoostingRegressor`` (squared error)."""
+    trees = []
+    for (estimator,) in model.estimators_:
+        t = estimator.tree_
+        trees.append(Tree(tuple(int(v) for v in t.feature), tuple(float(v) for v in t.threshold),
+                          tuple(int(v) for v in t.children_left), tuple(int(v) for v in t.children_right),
+                          tuple(float(v) for v in t.value[:, 0, 0])))
+    return Ensemble(float(model.init_.constant_[0][0]), float(model.learning_rate), tuple(trees), samples)
+
+
+def fit_terms(predictor: Predictor, samples: Sequence[Sample], networks: Sequence[Network]) -> ModelTerms:
+    """Least squares of (measured - predicted operator sum) over (operators, module calls) of the networks;
+    ``samples``: every operator record of the networks (those the profile did not time too)."""
+    if not networks:
+        return ModelTerms()
+    predicted: dict[str, float] = {}
+    for s in samples:
+        predicted[s.source] = predicted.get(s.source, 0.0) + predict_sample(predictor, s)  # without terms
+    rows = [(n.records, n.module_calls, n.seconds - predicted.get(n.source, n.profiled_seconds)) for n in networks]
+    # weight each network by 1 / its time, so that the fit minimises relative errors
+    a11 = a12 = a22 = b1 = b2 = 0.0
+    for (ops, calls, gap), n in zip(rows, networks):
+        w = 1.0 / max(n.seconds, 1e-9) ** 2
+        a11 += w * ops * ops
+        a12 += w * ops * calls
+        a22 += w * calls * calls
+        b1 += w * ops * gap
+        b2 += w * calls * gap
+    det = a11 * a22 - a12 * a12
+    if abs(det) < 1e-30 * max(a11 * a22, 1e-300):
+        per_op = b1 / a11 if a11 else 0.0
+        return ModelTerms(per_op, 0.0)
+    return ModelTerms((b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det)
+
+
+def predict_sample(predictor: Predictor, sample: Sample, extra_seconds: float = 0.0) -> float:
+    """Predicted seconds of one sampled operator; ``extra_seconds``: its share of the model-level terms."""
+    return op_seconds(predictor, sample.kind, sample.x, sample.flops, sample.bytes, extra_seconds)
+
+
+def op_seconds(predictor: Predictor, kind: str, x: Sequence[float], flops: float, nbytes: float,
+               extra_seconds: float = 0.0, roof: Roof | None = None) -> float:
+    """``max(roofline, reference x exp(f(x)) + extra_seconds)``: one operator's learned time (on the
+    predictor's roof, or ``roof``)."""
+    roof = roof or predictor.roof
+    return max(roof.reference(flops, nbytes) * math.exp(predictor.log_ratio(kind, x)) + extra_seconds,
+               roof.roofline(flops, nbytes))
+
+
+def network_seconds(predictor: Predictor, samples: Sequence[Sample], module_calls: int) -> float:
+    """Learned seconds of a whole network from the samples of all its operator records (timed or not)."""
+    extra = predictor.terms.seconds_per_op
+    if samples:
+        extra += predictor.terms.seconds_per_call * module_calls / len(samples)
+    return sum(predict_sample(predictor, s, extra) for s in samples)
+
+
+# ---- prediction -------------------------------------------------------------------------------------
+
+def predict_learned(
+    records: Sequence[OpRecord],
+    module_paths: Iterable[str],
+    calibration: Calibration,
+    predictor: Predictor,
+    precision: Precision | str = Precision.FP32,
+    *,
+    module_calls: Mapping[str, int] | None = None,
+) -> Prediction:
+    """The learned latency of ``records`` (a :class:`Prediction` like the analytic one): per operator the
+    ensemble's time, split into the fixed overhead (the device's ``op_overhead_seconds``, the model-level
+    terms) and the work, which is the compute or the memory part by the operator's roofline bound.
+
+    The samples ran in fp32; at another precision the predictor's peak is scaled by the device's ratio of
+    that precision's peak to fp32's."""
+    used, note = calibration.hardware.resolve(precision)
+    notes = [note] if note else []
+    roof = predictor.roof
+    fp32 = calibration.peak_flops_per_s.get(Precision.FP32)
+    if used is not Precision.FP32 and fp32:
+        roof = replace(roof, peak_flops_per_s=roof.peak_flops_per_s * calibration.peak_flops_per_s[used] / fp32)
+    calls = sum(n for path, n in (module_calls or {}).items() if path)
+    extra = predictor.terms.seconds_per_op
+    if records:
+        extra += predictor.terms.seconds_per_call * calls / len(records)
+    ops: list[OpPrediction] = []
+    for r in records:
+        kind, x = features(r)
+        flops, nbytes = float(r.cost.flops), float(r.cost.bytes)
+        t = op_seconds(predictor, kind, x, flops, nbytes, extra, roof)
+        compute, memory = flops / roof.peak_flops_per_s, nbytes / roof.bandwidth_bytes_per_s
+        overhead = min(max(t - max(compute, memory), 0.0), roof.overhead_seconds)
+        work = t - overhead
+        if compute >= memory:
+            e_c = compute / work if work > 0 else 1.0
+            ops.append(OpPrediction(kind, work, memory, overhead, e_c, 1.0))
+        else:
+            e_m = memory / work if work > 0 else 1.0
+            ops.append(OpPrediction(kind, compute, work, overhead, 1.0, e_m))
+    modules: dict[str, float] = {p: 0.0 for p in module_paths}
+    for r, p in zip(records, ops, strict=True):
+        for path in lineage(r.module):
+            modules[path] = modules.get(path, 0.0) + p.seconds
+    compute_part = sum(p.compute_seconds for p in ops if p.compute_seconds >= p.memory_seconds)
+    memory_part = sum(p.memory_seconds for p in ops if p.memory_seconds > p.compute_seconds)
+    overhead_part = sum(p.overhead_seconds for p in ops)
+    return Prediction(calibration, tuple(ops), MappingProxyType(modules), sum(p.seconds for p in ops), compute_part,
+                      memory_part, overhead_part, tuple(notes), method="learned")

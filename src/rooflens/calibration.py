@@ -1,0 +1,176 @@
+"""``rooflens hw calibrate``: time operators in context on this machine and train the learned latency model.
+
+Steps (:func:`calibrate_device`):
+
+1. The device's micro-benchmarks (:func:`rooflens.measurement.benchmark`): peak, bandwidth and per-operator
+   overhead, the roofline reference the predictor learns a correction to (and the analytic calibration,
+   kept as the baseline ``calibration="analytic"``).
+2. **In-context samples** (:func:`sample_network`): networks generated from the blocks real networks use
+   (:mod:`rooflens.measurement.blocks`; quick mode: a few per template at batch 1, full mode: more, at
+   batch 1 and 4) and, in full mode, real torchvision models of every family, each analysed, profiled
+   operator by operator (:func:`rooflens.measurement.profile_operators`) and timed plainly. Every matched
+   operator record with its measured seconds is a :class:`~rooflens.analysis.predictor.Sample`; every
+   network's plain latency against the sum of its profiled operators, a
+   :class:`~rooflens.analysis.predictor.Network`.
+3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group and the model-level
+   terms. The result is stored in the measured device's ``extra["predictor"]`` with the samples'
+   provenance (machine, torch, threads, date, networks), so ``rooflens hw calibrate --save FILE`` writes a
+   device file that ``--hw FILE`` loads, and every report on it gets the learned estimate as
+   ``report.calibrated``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from rooflens.analysis.calibrated import calibrate, can_calibrate
+from rooflens.analysis.predictor import Network, Predictor, Roof, Sample, fit
+from rooflens.api import analyze
+from rooflens.errors import HardwareError
+from rooflens.hardware.spec import HardwareSpec
+from rooflens.measurement import benchmark, measure, profile_operators
+from rooflens.measurement.blocks import TEMPLATES, generate
+from rooflens.measurement.microbench import machine_name
+
+Progress = Callable[[str, float], None]
+
+# real models profiled in full mode (torchvision constructor, family), batch 1
+FULL_MODELS: tuple[tuple[str, str], ...] = (
+    ("resnet18", "resnet"), ("resnet50", "resnet"), ("mobilenet_v2", "mobilenet"),
+    ("mobilenet_v3_large", "mobilenet"), ("efficientnet_b0", "efficientnet"), ("regnet_y_400mf", "regnet"),
+    ("densenet121", "densenet"), ("convnext_tiny", "convnext"), ("vit_b_32", "vit"), ("shufflenet_v2_x1_0", "shufflenet"),
+    ("squeezenet1_0", "squeezenet"), ("googlenet", "inception"), ("mnasnet1_0", "mnasnet"), ("vgg11", "vgg"),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many generated networks per template and batch, and which real models."""
+
+    per_template: int
+    batches: tuple[int, ...]
+    models: tuple[tuple[str, str], ...]
+    iters: int  # profiled calls per network
+    budget_seconds: float  # stop generating networks after this long (the models still run)
+
+
+QUICK = Plan(per_template=2, batches=(1,), models=(), iters=3, budget_seconds=30.0)
+FULL = Plan(per_template=8, batches=(1, 4), models=FULL_MODELS, iters=5, budget_seconds=540.0)
+
+
+def sample_network(
+    model: torch.nn.Module,
+    inputs: Any,
+    *,
+    source: str,
+    family: str = "",
+    threads: int | None = None,
+    iters: int = 5,
+    device: str = "cpu",
+) -> tuple[list[Sample], Network]:
+    """Profile one network on ``device`` and time it plainly: its timed operators as samples (an operator
+    the profile could not match has ``seconds`` 0), and the whole network.
+
+    ``inputs``: a tensor or a tuple of tensors (as :func:`rooflens.analyze` takes them); the model and its
+    inputs are copied to ``device`` for the run (the model is left as it is).
+    """
+    report = analyze(model, inputs)
+    profile = profile_operators(model, inputs, report, device=device, threads=threads, warmup=2, iters=iters)
+    plain = measure(model, inputs, device=device, threads=threads, warmup=2, iters=10, min_seconds=0.3,
+                    max_seconds=3.0)
+    samples = [Sample.of(record, seconds or 0.0, source, family)
+               for record, seconds in zip(report.records, profile.record_seconds, strict=True)]
+    calls = sum(node.calls for path, node in report.modules.items() if path)
+    network = Network(source, family, plain.median_seconds, profile.matched_seconds, len(report.records), calls)
+    return samples, network
+
+
+def calibrate_device(
+    *,
+    spec: HardwareSpec | None = None,
+    quick: bool = False,
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> HardwareSpec:
+    """Measure this machine's ``device`` ("cpu" or "cuda[:N]") and train its learned latency model (see the
+    module docstring); ``threads``: torch's CPU threads during the run (the predictor is for this many).
+
+    ``spec``: a device measured before (``rooflens hw bench``) to reuse its micro-benchmarks; otherwise they
+    run first. Returns the measured device with ``extra["predictor"]``.
+    """
+    tell = progress or (lambda stage, share: None)
+    plan = QUICK if quick else FULL
+    started = time.perf_counter()
+    if spec is None or not can_calibrate(spec):
+        tell("micro-benchmarks", 0.0)
+        spec = benchmark(device=device, quick=quick, threads=threads)
+    cal = calibrate(spec)
+    jobs: list[tuple[str, str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]]] = []
+    for seed in range(plan.per_template):  # every template and batch once before any twice: the budget cuts evenly
+        for batch in plan.batches:
+            for template in TEMPLATES:
+                jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
+    models = _real_models(plan.models)
+    samples: list[Sample] = []
+    networks: list[Network] = []
+    total = len(jobs) + len(models)
+    sampled_started = time.perf_counter()
+    for i, (source, family, build) in enumerate([*jobs, *models]):
+        if i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds:
+            continue
+        tell(f"sampling {source}", (i + 1) / total)
+        module, size = build()
+        s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
+                              iters=plan.iters, device=device)
+        samples += s
+        networks.append(n)
+    tell("training", 1.0)
+    provenance = {
+        "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
+        "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(networks),
+        "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
+    }
+    predictor = fit(samples, networks, roof=Roof.of(cal), provenance=provenance)
+    return with_predictor(spec, predictor)
+
+
+def with_predictor(spec: HardwareSpec, predictor: Predictor) -> HardwareSpec:
+    """``spec`` carrying ``predictor`` in ``extra["predictor"]`` (what ``--hw FILE`` loads)."""
+    return replace(spec, extra={**spec.extra, "predictor": predictor.as_dict()})
+
+
+def _generated(template: str, seed: int, batch: int) -> Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]:
+    def build() -> tuple[torch.nn.Module, tuple[int, ...]]:
+        g = generate(template, seed=seed, batch=batch)
+        return g.model, g.input_size
+    return build
+
+
+def _real_models(names: Sequence[tuple[str, str]]) -> list[tuple[str, str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]]]:
+    if not names:
+        return []
+    try:
+        import torchvision
+    except ImportError as e:
+        raise HardwareError("a full calibration profiles torchvision models: pip install 'rooflens[vision]'") from e
+
+    def builder(name: str) -> Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]:
+        def build() -> tuple[torch.nn.Module, tuple[int, ...]]:
+            torch.manual_seed(0)
+            kwargs: dict[str, Any] = {"weights": None}
+            if name == "googlenet":
+                kwargs["aux_logits"] = False
+                kwargs["init_weights"] = False
+            return torchvision.models.get_model(name, **kwargs).eval(), (1, 3, 224, 224)
+        return build
+
+    return [(name, family, builder(name)) for name, family in names]

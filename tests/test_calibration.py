@@ -1,0 +1,137 @@
+"""`rooflens hw calibrate`: generated networks, in-context samples, the trained device profile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_predictor import make_spec
+from torch import nn
+
+import rooflens
+from rooflens import calibration
+from rooflens.analysis.predictor import FEATURES, predictor_of
+from rooflens.cli import main
+from rooflens.hardware import load_file
+from rooflens.measurement.blocks import TEMPLATES, generate
+
+from _state import assert_same_state, state
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_every_template_builds_a_network_that_runs(template):
+    g = generate(template, seed=3)
+    again = generate(template, seed=3)
+    assert g.template == template and g.imitates == TEMPLATES[template]
+    assert [p.shape for p in g.model.parameters()] == [p.shape for p in again.model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(g.model.parameters(), again.model.parameters()))
+    assert not g.model.training
+    with torch.inference_mode():
+        out = g.model(torch.randn(g.input_size))
+    assert out.shape[0] == g.input_size[0] and out.dim() == 2
+    # every operator the network runs is counted (nothing unsupported): its samples are complete
+    assert rooflens.analyze(g.model, input_size=g.input_size).unsupported_ops() == {}
+
+
+def test_generated_networks_vary_and_batch():
+    sizes = {generate("mbconv", seed=s).input_size for s in range(8)}
+    assert len(sizes) > 2  # resolutions are drawn
+    assert generate("conv", seed=1, batch=4).input_size[0] == 4
+    with pytest.raises(ValueError, match="unknown block template 'lstm'"):
+        generate("lstm", seed=0)
+
+
+def test_sample_network_times_every_operator_and_leaves_the_model_alone():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    before = state(model)
+    x = torch.randn(1, 3, 16, 16)
+    samples, network = calibration.sample_network(model, x, source="tiny", iters=2)
+    assert_same_state(before, state(model))
+    assert [s.kind for s in samples] == ["conv3x3", "batchnorm", "relu_", "mean", "gemm"]
+    assert all(s.seconds > 0 and len(s.x) == len(FEATURES) for s in samples)
+    assert all(s.source == "tiny" for s in samples)
+    records = rooflens.analyze(model, x).records
+    assert [(s.flops, s.bytes) for s in samples] == [(r.cost.flops, r.cost.bytes) for r in records]
+    assert network.records == 5 and network.module_calls == 6  # the six layers (the root call is the pass)
+    assert network.seconds > 0 and network.profiled_seconds > 0
+
+
+@pytest.fixture
+def small_plan(monkeypatch):
+    """A calibration of two templates, two small networks each: seconds, not minutes."""
+    pytest.importorskip("sklearn")
+
+    def tiny(template, *, seed, batch=1):
+        g = generate(template, seed=seed, batch=batch)
+        torch.manual_seed(seed)
+        width = 8 + 8 * seed
+        model = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                              nn.Conv2d(width, width, 3, padding=1, groups=width), nn.BatchNorm2d(width),
+                              nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10)).eval()
+        return type(g)(g.name, template, g.imitates, model, (batch, 3, 16 + 8 * seed, 16 + 8 * seed))
+
+    monkeypatch.setattr(calibration, "generate", tiny)
+    monkeypatch.setattr(calibration, "TEMPLATES", {"conv": (), "mbconv": ("mobilenet",)})
+    monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=4, batches=(1,), models=(), iters=2,
+                                                              budget_seconds=60.0))
+
+
+def test_calibrate_device_trains_a_predictor_reports_use(small_plan):
+    seen = []
+    spec = calibration.calibrate_device(spec=make_spec(), quick=True, threads=1,
+                                        progress=lambda stage, share: seen.append((stage, share)))
+    predictor = predictor_of(spec)
+    made = predictor.provenance
+    assert made["threads"] == 1 and made["mode"] == "quick" and made["networks"] == 8
+    assert made["samples"] == 8 * 8  # 8 records each (Flatten is a view: no record)
+    assert made["torch"] == torch.__version__ and made["machine"]
+    # 40 elementwise samples get their own trees; 8 dense and 8 depthwise convolutions (under 30) the pooled ones
+    assert set(predictor.ensembles) == {"all", "elementwise"}
+    assert seen[-1] == ("training", 1.0) and any(stage.startswith("sampling conv-0-b1") for stage, _ in seen)
+    report = rooflens.analyze(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), input_size=(1, 3, 32, 32), hardware=spec)
+    assert report.calibrated.method == "learned" and report.calibrated.total_seconds > report.roofline.total_seconds
+
+
+def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, tmp_path):
+    measured = tmp_path / "bench.toml"
+    measured.write_text(make_spec().to_toml(), encoding="utf-8")
+    saved = tmp_path / "calibrated.toml"
+    code = main(["hw", "calibrate", "--quick", "--threads", "1", "--from", str(measured), "--save", str(saved),
+                 "--width", "200"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Learned predictor:" in out and "64 operators timed in 8 networks" in out
+    assert f"Use it: rooflens roofline MODEL --hw {saved}" in " ".join(out.split())  # the note wraps
+    (loaded,) = load_file(saved)
+    assert predictor_of(loaded).provenance["networks"] == 8
+
+    model = tmp_path / "net.py"
+    model.write_text("from torch import nn\n\ndef Net():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())\n")
+    methods = {}
+    for method in ("auto", "learned", "analytic"):
+        code = main(["roofline", f"{model}:Net", "-i", "1,3,32,32", "--hw", str(saved), "--calibration", method,
+                     "-f", "json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        methods[method] = json.loads(out)["calibrated"]
+    assert [methods[m]["method"] for m in ("auto", "learned", "analytic")] == ["learned", "learned", "analytic"]
+    code = main(["roofline", f"{model}:Net", "-i", "1,3,32,32", "--hw", str(saved), "--width", "400"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "learned predictor's time" in out and "trained on 64 operators timed inside 8 networks" in out
+    assert methods["auto"]["total_seconds"] == methods["learned"]["total_seconds"]
+
+    code = main(["roofline", f"{model}:Net", "-i", "1,3,32,32", "--hw", str(measured), "--calibration", "learned"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "carries no learned latency predictor" in err and "hw calibrate" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI runs on the CPU only)")
+def test_calibrate_device_on_cuda(small_plan):
+    spec = calibration.calibrate_device(quick=True, device="cuda")
+    predictor = predictor_of(spec)
+    assert predictor.provenance["device"] == "cuda" and spec.kind.value == "measured"
+    report = rooflens.analyze(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), input_size=(8, 3, 64, 64), hardware=spec)
+    assert report.calibrated.method == "learned" and report.calibrated.total_seconds >= report.roofline.total_seconds
