@@ -550,6 +550,13 @@ def predict_records(
             overhead += cal.alloc_seconds(out_bytes)  # their curves were measured with small outputs
         ops.append(OpPrediction(kind, compute, memory, overhead, e_c, e_m))
 
+    return prediction_of(cal, records, ops, module_paths, notes, "analytic")
+
+
+def prediction_of(calibration: Calibration, records: Sequence[OpRecord], ops: Sequence[OpPrediction],
+                  module_paths: Iterable[str], notes: Sequence[str], method: str) -> Prediction:
+    """The :class:`Prediction` of per-operator predictions ``ops`` (aligned with ``records``): summed per
+    module (cumulative) and into the compute, memory and overhead parts."""
     modules: dict[str, float] = {p: 0.0 for p in module_paths}
     for r, p in zip(records, ops, strict=True):
         for path in lineage(r.module):
@@ -557,8 +564,8 @@ def predict_records(
     compute_part = sum(p.compute_seconds for p in ops if p.compute_seconds >= p.memory_seconds)
     memory_part = sum(p.memory_seconds for p in ops if p.memory_seconds > p.compute_seconds)
     overhead_part = sum(p.overhead_seconds for p in ops)
-    return Prediction(cal, tuple(ops), MappingProxyType(modules), sum(p.seconds for p in ops), compute_part,
-                      memory_part, overhead_part, tuple(notes))
+    return Prediction(calibration, tuple(ops), MappingProxyType(modules), sum(p.seconds for p in ops), compute_part,
+                      memory_part, overhead_part, tuple(notes), method)
 
 
 def _module_overheads(records: Sequence[OpRecord], calls: Mapping[str, int], seconds: float) -> dict[int, float]:

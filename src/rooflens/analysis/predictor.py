@@ -59,9 +59,9 @@ from rooflens.analysis.calibrated import (
     conv_operands,
     op_kind,
     predict,
+    prediction_of,
 )
 from rooflens.analysis.counted import Counted
-from rooflens.analysis.modules import lineage
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.types import OpRecord, TensorKind
@@ -511,12 +511,4 @@ def predict_learned(
         else:
             e_m = memory / work if work > 0 else 1.0
             ops.append(OpPrediction(kind, compute, work, overhead, 1.0, e_m))
-    modules: dict[str, float] = {p: 0.0 for p in module_paths}
-    for r, p in zip(records, ops, strict=True):
-        for path in lineage(r.module):
-            modules[path] = modules.get(path, 0.0) + p.seconds
-    compute_part = sum(p.compute_seconds for p in ops if p.compute_seconds >= p.memory_seconds)
-    memory_part = sum(p.memory_seconds for p in ops if p.memory_seconds > p.compute_seconds)
-    overhead_part = sum(p.overhead_seconds for p in ops)
-    return Prediction(calibration, tuple(ops), MappingProxyType(modules), sum(p.seconds for p in ops), compute_part,
-                      memory_part, overhead_part, tuple(notes), method="learned")
+    return prediction_of(calibration, records, ops, module_paths, notes, "learned")
