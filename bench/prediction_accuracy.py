@@ -23,7 +23,7 @@ Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90
                                         [--json-out FILE]
 
 ``--quick``: 12 models, 2 processes, 2 generated networks per template. The full run took 50 minutes on
-2 vCPUs (results: docs/prediction.md).
+2 vCPUs, its evaluation included (results: docs/prediction.md).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def child(name: str, batches: list[int], threads: int, hw: str, profile: bool, b
         if profile:
             import rooflens
 
-            samples, network = sample_network(model, x, source=f"{name}/b{batch}", threads=threads)
-            report = rooflens.analyze(model, x, hardware=spec)
+            report = rooflens.analyze(model, x, hardware=spec)  # one analysis: samples, roofline, analytic
+            samples, network = sample_network(model, x, source=f"{name}/b{batch}", threads=threads, report=report)
             case.update(samples=[s.as_row() for s in samples], network=network.as_row(),
                         records=[encode(r) for r in report.records],
                         roofline_s=report.roofline.total_seconds, analytic_s=predict(report, cal).total_seconds)
@@ -181,8 +181,10 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
                 try:
                     g = generate(template, seed=1000 * threads + seed, batch=batch)
                     x = torch.randn(g.input_size)
-                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3)
-                    records = rooflens.analyze(g.model, x).records
+                    report = rooflens.analyze(g.model, x)
+                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3,
+                                                      report=report)
+                    records = report.records
                 except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples, not the run
                     print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
                     continue

@@ -34,6 +34,14 @@ def test_every_template_builds_a_network_that_runs(template):
     assert rooflens.analyze(g.model, input_size=g.input_size).unsupported_ops() == {}
 
 
+def test_generating_and_calibrating_leave_the_random_state_alone(small_plan):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    generate("mbconv", seed=5)
+    calibration.calibrate_device(spec=make_spec(), quick=True, threads=1)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_generated_networks_vary_and_batch():
     sizes = {generate("mbconv", seed=s).input_size for s in range(8)}
     assert len(sizes) > 2  # resolutions are drawn

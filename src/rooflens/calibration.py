@@ -38,6 +38,7 @@ from rooflens.hardware.spec import HardwareSpec
 from rooflens.measurement import benchmark, measure, profile_operators
 from rooflens.measurement.blocks import TEMPLATES, generate
 from rooflens.measurement.microbench import machine_name
+from rooflens.report.report import Report
 
 Progress = Callable[[str, float], None]
 
@@ -74,14 +75,16 @@ def sample_network(
     threads: int | None = None,
     iters: int = 5,
     device: str = "cpu",
+    report: Report | None = None,
 ) -> tuple[list[Sample], Network]:
     """Profile one network on ``device`` and time it plainly: its timed operators as samples (an operator
     the profile could not match has ``seconds`` 0), and the whole network.
 
     ``inputs``: a tensor or a tuple of tensors (as :func:`rooflens.analyze` takes them); the model and its
-    inputs are copied to ``device`` for the run (the model is left as it is).
+    inputs are copied to ``device`` for the run (the model is left as it is). ``report``: the model's
+    analysis at these inputs when the caller has it already (otherwise it is analysed here).
     """
-    report = analyze(model, inputs)
+    report = report if report is not None else analyze(model, inputs)
     profile = profile_operators(model, inputs, report, device=device, threads=threads, warmup=2, iters=iters)
     plain = measure(model, inputs, device=device, threads=threads, warmup=2, iters=10, min_seconds=0.3,
                     max_seconds=3.0)
@@ -123,15 +126,16 @@ def calibrate_device(
     networks: list[Network] = []
     total = len(jobs) + len(models)
     sampled_started = time.perf_counter()
-    for i, (source, family, build) in enumerate([*jobs, *models]):
-        if i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds:
-            continue
-        tell(f"sampling {source}", (i + 1) / total)
-        module, size = build()
-        s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
-                              iters=plan.iters, device=device)
-        samples += s
-        networks.append(n)
+    with torch.random.fork_rng(devices=[]):  # the inputs drawn here leave the caller's random state alone
+        for i, (source, family, build) in enumerate([*jobs, *models]):
+            if i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds:
+                continue
+            tell(f"sampling {source}", (i + 1) / total)
+            module, size = build()
+            s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
+                                  iters=plan.iters, device=device)
+            samples += s
+            networks.append(n)
     tell("training", 1.0)
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),

@@ -41,8 +41,6 @@ scikit-learn, which is needed only to train (:func:`fit`).
 from __future__ import annotations
 
 import enum
-import functools
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -121,12 +119,16 @@ def predictor_of(spec: HardwareSpec) -> Predictor:
             f"{spec.name} ({spec.id}) carries no learned latency predictor; train one on the machine with "
             "`rooflens hw calibrate --save FILE` and load it with --hw FILE, or use calibration='analytic'"
         )
-    return _parsed(json.dumps(data, sort_keys=True))
+    hit = _PARSED.get(id(data))
+    if hit is None or hit[0] is not data:  # the stored table is kept alive with it: its id is not reused
+        if len(_PARSED) >= 8:
+            _PARSED.pop(next(iter(_PARSED)))
+        hit = (data, Predictor.from_dict(data))
+        _PARSED[id(data)] = hit
+    return hit[1]
 
 
-@functools.lru_cache(maxsize=8)
-def _parsed(text: str) -> Predictor:
-    return Predictor.from_dict(json.loads(text))
+_PARSED: dict[int, tuple[Mapping[str, Any], Predictor]] = {}  # id of a device's stored table -> its predictor
 
 
 def group_of(kind: str) -> str:
@@ -342,11 +344,6 @@ class Sample:
 
     def as_row(self) -> list[Any]:
         return [self.kind, list(self.x), self.flops, self.bytes, self.seconds, self.source, self.family]
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Sample:
-        return cls(str(row[0]), tuple(float(v) for v in row[1]), float(row[2]), float(row[3]), float(row[4]),
-                   str(row[5]), str(row[6]))
 
 
 @dataclass(frozen=True)

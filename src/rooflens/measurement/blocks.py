@@ -78,11 +78,12 @@ def generate(template: str, *, seed: int, batch: int = 1) -> Generated:
     if template not in TEMPLATES:
         raise ValueError(f"unknown block template {template!r}; known: {', '.join(TEMPLATES)}")
     rng = random.Random(f"{template}:{seed}")
-    torch.manual_seed(seed)
-    if template == "transformer":
-        model, size = _transformer(rng, batch)
-    else:
-        model, size = _cnn(rng, template, batch)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        if template == "transformer":
+            model, size = _transformer(rng, batch)
+        else:
+            model, size = _cnn(rng, template, batch)
     model.eval()
     return Generated(f"{template}-{seed}-b{batch}", template, TEMPLATES[template], model, size)
 
