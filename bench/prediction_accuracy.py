@@ -7,9 +7,11 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    model is analysed, profiled operator by operator (``rooflens.calibration.sample_network``: the in-context
    samples) and timed plainly. Then ``--processes`` - 1 more fresh processes per model, in rounds
    ``--gap`` seconds apart, time it again: the measured latency of a case is the median of its processes'
-   medians, and their scatter is the **noise floor** printed beside every figure. Then the generated
-   networks (``rooflens.measurement.blocks``: ``--per-template`` random networks of every template at
-   batch 1 and 4) are profiled the same way.
+   medians, and their scatter is the **noise floor** printed beside every figure, with the **ceiling**:
+   the share a perfect predictor would reach against such a median. Then the generated networks
+   (``rooflens.measurement.blocks.schedule``: ``--per-template`` random networks of every template, three
+   times as many generic ones, at batch 1 and 8) are profiled the same way. With ``--data FILE`` the
+   collected data is kept; run again, it is topped up (more ``--processes``, ``--regenerate``).
 2. **Evaluate**, leave one family out: for each family F, a predictor is trained
    (``rooflens.analysis.predictor.fit``) on the samples of the other families' models and of the
    generated networks that do not imitate F, and predicts F's models. Nothing is fitted on the models it
@@ -33,6 +35,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -150,16 +153,15 @@ def resampled(entry: dict[str, Any]) -> list[Sample]:
 
 
 def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int, gap: float, per_template: int,
-            budget: float) -> dict[str, Any]:
-    import rooflens
-    from rooflens.calibration import sample_network
-    from rooflens.measurement.blocks import TEMPLATES, generate
-
-    cases: dict[str, Any] = {}
+            budget: float, before: dict[str, Any] | None = None, regenerate: bool = False) -> dict[str, Any]:
+    """The cases' rounds of processes and the generated networks at ``threads``; ``before``: what an earlier
+    run collected, topped up here (the rounds a case lacks; the generated networks again if ``regenerate``)."""
+    cases: dict[str, Any] = dict(before["cases"]) if before else {}
     for r in range(processes):
-        if r:
+        due = [(name, family) for name, family in models if len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
+        if r and due:
             time.sleep(gap)
-        for name, family in models:
+        for name, family in due:
             t0 = time.perf_counter()
             got = run_child(name, [1, 8], threads, hw, profile=(r == 0), budget=budget)
             for batch, case in got.items():
@@ -173,25 +175,33 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
             print(f"  [{threads} thr, round {r + 1}/{processes}] {name}: "
                   + ", ".join(f"b{b} {c['median_s'] * 1e3:.2f} ms" for b, c in got.items())
                   + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+    if before and not regenerate:
+        return {"cases": cases, "generated": before["generated"]}
+    return {"cases": cases, "generated": collect_generated(threads, per_template)}
+
+
+def collect_generated(threads: int, per_template: int) -> list[dict[str, Any]]:
+    """Samples of the generated networks (``blocks.schedule``) at batch 1 and 8."""
+    import rooflens
+    from rooflens.calibration import sample_network
+    from rooflens.measurement.blocks import generate, schedule
+
     torch.set_num_threads(threads)
     generated = []
-    for batch in (1, 4):
-        for seed in range(per_template):
-            for template, imitates in TEMPLATES.items():
-                try:
-                    g = generate(template, seed=1000 * threads + seed, batch=batch)
-                    x = torch.randn(g.input_size)
-                    report = rooflens.analyze(g.model, x)
-                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3,
-                                                      report=report)
-                    records = report.records
-                except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples, not the run
-                    print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
-                    continue
-                generated.append({"name": g.name, "imitates": list(imitates), "samples": [s.as_row() for s in samples],
-                                  "network": network.as_row(), "records": [encode(r) for r in records]})
-        print(f"  [{threads} thr] generated networks at batch {batch}: {len(generated)}", flush=True)
-    return {"cases": cases, "generated": generated}
+    for batch in (1, 8):
+        for template, seed in schedule(per_template):
+            try:
+                g = generate(template, seed=1000 * threads + seed, batch=batch)
+                x = torch.randn(g.input_size)
+                report = rooflens.analyze(g.model, x)
+                samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3, report=report)
+            except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples, not the run
+                print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
+                continue
+            generated.append({"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
+                              "network": network.as_row(), "records": [encode(r) for r in report.records]})
+        print(f"  [{threads} thr] generated networks up to batch {batch}: {len(generated)}", flush=True)
+    return generated
 
 
 # ---- evaluation -------------------------------------------------------------------------------------
@@ -237,22 +247,28 @@ def stats(measured: list[float], predicted: list[float]) -> dict[str, float]:
     return out
 
 
-def noise(cases: dict[str, Any]) -> dict[str, float]:
+def noise(cases: dict[str, Any], draws: int = 20000) -> dict[str, float]:
     """Scatter of each case's process medians around their median: the p90 half-width and the median CV, and
-    the CV of a median of that many processes (CV / sqrt(processes))."""
+    the CV of a median of that many processes (CV / sqrt(processes)). And the **ceiling**: the share of
+    cases a perfect predictor (one that knew each case's true latency) would have within +-k % of a median
+    of that many processes, each process off by a deviation drawn from all the measured ones (pooled)."""
     deviations, cvs = [], []
     for c in cases.values():
         m = c["medians_s"]
         if len(m) < 2:
             continue
         centre = statistics.median(m)
-        deviations += [abs(v / centre - 1) for v in m]
+        deviations += [v / centre - 1 for v in m]
         cvs.append(statistics.stdev(m) / statistics.fmean(m))
     if not cvs:
         return {}
     processes = max(len(c["medians_s"]) for c in cases.values())
-    return {"processes": processes, "p90_half_width": quantile(deviations, 0.9), "median_cv": statistics.median(cvs),
-            "median_cv_of_median": statistics.median(cvs) / math.sqrt(processes)}
+    rng = random.Random(0)
+    misses = [abs(1 / statistics.median(1 + rng.choice(deviations) for _ in range(processes)) - 1)
+              for _ in range(draws)]
+    return {"processes": processes, "p90_half_width": quantile([abs(d) for d in deviations], 0.9),
+            "median_cv": statistics.median(cvs), "median_cv_of_median": statistics.median(cvs) / math.sqrt(processes),
+            **{f"ceiling_within_{k}pct": sum(e <= k / 100 for e in misses) / draws for k in (5, 10, 15, 20)}}
 
 
 def evaluate(data: dict[str, Any], cal: Calibration) -> dict[str, Any]:
@@ -303,6 +319,8 @@ def render(threads: int, result: dict[str, Any]) -> None:
         print(f"noise floor: {n['processes']} processes per case; p90 half-width of one process "
               f"{100 * n['p90_half_width']:.1f} %, median CV {100 * n['median_cv']:.1f} % "
               f"(of the median of {n['processes']}: about {100 * n['median_cv_of_median']:.1f} %)")
+        print("ceiling (a perfect predictor against the median of as many processes): "
+              + ", ".join(f"{100 * n[f'ceiling_within_{k}pct']:.0f} % within +-{k} %" for k in (5, 10, 15, 20)))
     print(f"{'set':<9} {'method':<9} {'n':>3} {'<=5%':>5} {'<=10%':>6} {'<=15%':>6} {'<=20%':>6} {'RMSPE':>6} "
           f"{'med|e|':>7} {'p90|e|':>7} {'mean':>7} {'spearman':>8}")
     for key, s in result["summary"].items():
@@ -319,13 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--models", help="comma-separated model names (of MODELS)")
-    ap.add_argument("--processes", type=int, default=None, help="fresh processes per model (default 3; quick 2)")
+    ap.add_argument("--processes", type=int, default=None, help="fresh processes per model (default 5; quick 2)")
     ap.add_argument("--gap", type=float, default=10.0, help="seconds between rounds of processes")
     ap.add_argument("--per-template", type=int, default=None, help="generated networks per template and batch")
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed forwards per case and process")
     ap.add_argument("--hw", help="a measured device TOML (default: micro-benchmarks now)")
     ap.add_argument("--data", help="JSON file of the collected data: written after each thread count (an existing "
-                    "file is resumed: its thread counts are not measured again); with --reuse, only read")
+                    "file is topped up: the rounds of processes its cases lack); with --reuse, only read")
+    ap.add_argument("--regenerate", action="store_true",
+                    help="with an existing --data file: sample the generated networks again (templates changed)")
     ap.add_argument("--reuse", action="store_true", help="evaluate the data of --data without measuring")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -344,26 +364,33 @@ def main(argv: list[str] | None = None) -> int:
     else:
         names = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else [m for m, _ in MODELS])
         models = [(m, f) for m, f in MODELS if m in names]
-        processes = args.processes or (2 if args.quick else 3)
+        processes = args.processes or (2 if args.quick else 5)
         per_template = args.per_template if args.per_template is not None else (2 if args.quick else 4)
         data = { "host": platform.node(), "torch": torch.__version__,
                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "load_before": os.getloadavg()[0], "by_threads": {}}
-        if args.data and Path(args.data).exists():  # resume: the thread counts collected before are kept
+        if args.data and Path(args.data).exists():  # resume and top up what was collected before
             data = json.loads(Path(args.data).read_text())
         for threads in thread_counts:
-            if str(threads) in data["by_threads"]:
-                print(f"{threads} thread(s): collected before, in {args.data}")
-                continue
+            before = data["by_threads"].get(str(threads))
             hw = args.hw
-            if hw is None:  # the micro-benchmarks at this thread count: the peak and the analytic calibration
+            if before is not None:  # the micro-benchmarks the collected data was judged against
+                hw = f"/tmp/rooflens-prediction-hw-{threads}-before.toml"
+                Path(hw).write_text(data["hw"][str(threads)], encoding="utf-8")
+                print(f"{threads} thread(s): collected before, in {args.data}: topping up to {processes} processes"
+                      + (", generated networks again" if args.regenerate else ""), flush=True)
+            elif hw is None:  # the micro-benchmarks at this thread count: the peak and the analytic calibration
                 hw = f"/tmp/rooflens-prediction-hw-{threads}.toml"
                 Path(hw).write_text(benchmark(quick=args.quick, threads=threads).to_toml(), encoding="utf-8")
             data.setdefault("hw", {})[str(threads)] = Path(hw).read_text(encoding="utf-8")
             data["machine"] = load_file(hw)[0].name
             t0 = time.perf_counter()
-            data["by_threads"][str(threads)] = collect(models, threads, hw, processes, args.gap, per_template, args.budget)
-            data["by_threads"][str(threads)]["seconds"] = time.perf_counter() - t0
+            collected = collect(models, threads, hw, processes, args.gap, per_template, args.budget, before,
+                                args.regenerate)
+            collected["seconds"] = (before or {}).get("seconds", 0.0) + time.perf_counter() - t0
+            collected["dates"] = [*(before or {}).get("dates", [data["date"]] if before else []),
+                                  time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())]
+            data["by_threads"][str(threads)] = collected
             data["load_after"] = os.getloadavg()[0]
             if args.data:  # after every thread count: a later failure keeps what was measured
                 Path(args.data).write_text(json.dumps(data), encoding="utf-8")

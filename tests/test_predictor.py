@@ -135,6 +135,17 @@ def test_features_of_a_convolution():
     assert f["log_batch"] == pytest.approx(math.log2(5))
     # MACs: 4 x 32 x 16 x 16 x (8 x 9) = 2,359,296; FLOPs twice that
     assert f["log_flops"] == pytest.approx(math.log2(2 * 2_359_296 + 1))
+    # per group 8 channels in, 16 out: both divisible by 8 = 2^3 (not by 16)
+    assert f["log_align"] == 3
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "groups", "align"), [(64, 128, 1, 6), (256, 512, 1, 6), (72, 144, 1, 3),
+                                                                (3, 64, 1, 0), (96, 96, 96, 0), (120, 40, 1, 3)])
+def test_channel_alignment_is_the_power_of_two_dividing_channels_per_group(c_in, c_out, groups, align):
+    # 64 = 2^6 (the cap), 72 = 8 x 9, 3 and a depthwise conv's 1 channel per group: 2^0, 120 = 8 x 15, 40 = 8 x 5
+    conv = nn.Conv2d(c_in, c_out, 3, groups=groups)
+    (record,) = rooflens.analyze(conv, input_size=(1, c_in, 8, 8)).records
+    assert dict(zip(FEATURES, features(record)[1], strict=True))["log_align"] == align
 
 
 def test_features_of_a_matrix_product():
@@ -144,6 +155,7 @@ def test_features_of_a_matrix_product():
     # (80 x 64) @ (64 x 48): M = 8 x 10 = 80 rows, N = 48, K = 64
     assert kind == "gemm"
     assert (f["log_m"], f["log_n"], f["log_k"]) == pytest.approx((math.log2(81), math.log2(49), math.log2(65)))
+    assert f["log_align"] == 4  # N = 48 = 16 x 3, K = 64: both divisible by 16
 
 
 def test_ensemble_evaluates_as_scikit_learn_predicts():

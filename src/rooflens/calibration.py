@@ -7,7 +7,7 @@ Steps (:func:`calibrate_device`):
    kept as the baseline ``calibration="analytic"``).
 2. **In-context samples** (:func:`sample_network`): networks generated from the blocks real networks use
    (:mod:`rooflens.measurement.blocks`; quick mode: a few per template at batch 1, full mode: more, at
-   batch 1 and 4) and, in full mode, real torchvision models of every family, each analysed, profiled
+   batch 1 and 8) and, in full mode, real torchvision models of every family, each analysed, profiled
    operator by operator (:func:`rooflens.measurement.profile_operators`) and timed plainly. Every matched
    operator record with its measured seconds is a :class:`~rooflens.analysis.predictor.Sample`; every
    network's plain latency against the sum of its profiled operators, a
@@ -36,7 +36,7 @@ from rooflens.api import analyze
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec
 from rooflens.measurement import benchmark, measure, profile_operators
-from rooflens.measurement.blocks import TEMPLATES, generate
+from rooflens.measurement.blocks import generate, schedule
 from rooflens.measurement.microbench import machine_name
 from rooflens.report.report import Report
 
@@ -63,7 +63,7 @@ class Plan:
 
 
 QUICK = Plan(per_template=2, batches=(1,), models=(), iters=3, budget_seconds=30.0)
-FULL = Plan(per_template=8, batches=(1, 4), models=FULL_MODELS, iters=5, budget_seconds=540.0)
+FULL = Plan(per_template=8, batches=(1, 8), models=FULL_MODELS, iters=5, budget_seconds=540.0)
 
 
 def sample_network(
@@ -117,10 +117,9 @@ def calibrate_device(
         spec = benchmark(device=device, quick=quick, threads=threads)
     cal = calibrate(spec)
     jobs: list[tuple[str, str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]]] = []
-    for seed in range(plan.per_template):  # every template and batch once before any twice: the budget cuts evenly
+    for template, seed in schedule(plan.per_template):  # round by round: the budget cuts every template evenly
         for batch in plan.batches:
-            for template in TEMPLATES:
-                jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
+            jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
     models = _real_models(plan.models)
     samples: list[Sample] = []
     networks: list[Network] = []

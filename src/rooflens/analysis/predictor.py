@@ -19,14 +19,17 @@ peak can sit below what the convolution library reaches, and tensors in cache be
 that no sample runs faster than its roofline time; ``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared
 loss on the log ratio) of the operator's group: ``conv`` (dense convolutions), ``dwconv`` (depthwise and
 grouped), ``gemm`` (matrix products, attention) and ``elementwise`` (everything else: normalisation,
-activations, pooling, copies). Learning the log ratio to the roofline reference instead of the time
+activations, pooling, copies). Each sample weighs by its measured seconds: a network's time is the sum
+of its operators', so a relative error on a 1 ms convolution matters a hundred times more than the same
+error on a 10 us activation. Learning the log ratio to the roofline reference instead of the time
 itself keeps the prediction sensible outside the sampled sizes: a tree ensemble's output is constant
 beyond its last split, so there the prediction follows the roofline at the last learned efficiency.
 
 The features (:func:`features`) are the operator's kind (:func:`rooflens.analysis.calibrated.op_kind`),
 log2 of its FLOPs, bytes, input, output and weight bytes, its arithmetic intensity, and its shapes:
 channels in and out, output pixels per image, kernel size, stride, groups and batch for convolutions;
-M, N and K for matrix products.
+M, N and K for matrix products; and the channel alignment (the power of two, up to 64, that divides the
+channels per group, or N and K), for the vectorised kernels' fast paths.
 
 Model-level terms (:class:`ModelTerms`): what a forward pass costs beyond its operators' profiled times:
 ``seconds_per_op`` for each operator record (the profiler's own cost per event, which the samples
@@ -64,13 +67,13 @@ from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.types import OpRecord, TensorKind
 
-FEATURE_VERSION = 2  # 2: the predictor carries its roof
+FEATURE_VERSION = 3  # 2: the predictor carries its roof; 3: channel alignment
 KINDS = ("gemm", *CONV_KINDS, "maxpool", "batchnorm", "layernorm", "mean", "cat", "gelu", "sigmoid", "relu_", "add")
 GROUPS = ("conv", "dwconv", "gemm", "elementwise")
 FEATURES = (
     "kind", "log_flops", "log_bytes", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_intensity",
     "log_c_in", "log_c_out", "log_pixels", "kernel", "stride", "log_groups", "log_batch", "log_m", "log_n", "log_k",
-    "in_place",
+    "in_place", "log_align",
 )
 MIN_SAMPLES = 30  # a group with fewer training samples falls back to the pooled ensemble of all groups
 
@@ -144,6 +147,16 @@ def _log2(x: float) -> float:
     return math.log2(x + 1.0)
 
 
+def _alignment(*sizes: float) -> float:
+    """log2 of the largest power of two (up to 64) that divides every size: vectorised kernels run fastest on
+    channel counts that fill whole vector registers and blocks (a ResNet's 64-channel convolution runs
+    faster than a 72-channel one does per FLOP)."""
+    out = 6
+    for n in sizes:
+        out = min(out, (int(n) & -int(n)).bit_length() - 1 if n >= 1 else 0)
+    return float(out)
+
+
 def features(record: OpRecord) -> tuple[str, list[float]]:
     """(kind, feature vector in the order of ``FEATURES``) of an operator record."""
     kind = op_kind(record)
@@ -152,6 +165,7 @@ def features(record: OpRecord) -> tuple[str, list[float]]:
     in_bytes = float(first.nbytes) if first is not None and first.kind is TensorKind.ACTIVATION else 0.0
     out_bytes = float(sum(t.nbytes for t in record.outputs))
     c_in = c_out = pixels = kernel = stride = groups = batch = m = n = k = 0.0
+    align = 0.0
     operands = conv_operands(record) if kind in CONV_KINDS else None
     if operands is not None and len(operands[0].shape) >= 3 and len(operands[1].shape) >= 3:
         x, w, y = operands[0].shape, operands[1].shape, operands[2].shape
@@ -160,12 +174,14 @@ def features(record: OpRecord) -> tuple[str, list[float]]:
         kernel = float(math.prod(w[2:]))
         stride = float(max(1, round((math.prod(x[2:]) / max(1, math.prod(y[2:]))) ** 0.5))) if y[2:] else 1.0
         groups = float(max(1, x[1] // max(1, w[1])))
+        align = _alignment(w[1], w[0] / groups)  # channels per group, in and out
     elif kind == "gemm" and record.inputs and record.outputs and record.outputs[0].shape:
         out = record.outputs[0]
         n = float(out.shape[-1])
         m = float(out.numel) / n if n else 0.0
         k = float(record.cost.macs) / (m * n) if m and n else 0.0
         batch = float(out.shape[0]) if len(out.shape) > 1 else 1.0
+        align = _alignment(n, k)
     elif record.outputs and record.outputs[0].shape:
         shape = record.outputs[0].shape
         batch = float(shape[0])
@@ -176,6 +192,7 @@ def features(record: OpRecord) -> tuple[str, list[float]]:
         float(KINDS.index(kind)), _log2(flops), _log2(nbytes), _log2(in_bytes), _log2(out_bytes),
         _log2(float(record.weight_bytes_read)), _log2(intensity), _log2(c_in), _log2(c_out), _log2(pixels), kernel,
         stride, _log2(groups), _log2(batch), _log2(m), _log2(n), _log2(k), 1.0 if record.op.endswith("_") else 0.0,
+        align,
     ]
     return kind, vector
 
@@ -397,7 +414,9 @@ def fit(samples: Sequence[Sample], networks: Sequence[Network] = (), *, roof: Ro
     def train(rows: Sequence[Sample]) -> Ensemble:
         model = GradientBoostingRegressor(n_estimators=trees, max_depth=depth, learning_rate=rate, subsample=0.8,
                                           min_samples_leaf=3, random_state=seed)
-        model.fit([list(s.x) for s in rows], [math.log(s.seconds / roof.reference(s.flops, s.bytes)) for s in rows])
+        mean = math.fsum(s.seconds for s in rows) / len(rows)
+        model.fit([list(s.x) for s in rows], [math.log(s.seconds / roof.reference(s.flops, s.bytes)) for s in rows],
+                  sample_weight=[s.seconds / mean for s in rows])  # weighed by time (see the module docstring)
         return ensemble_of(model, len(rows))
 
     ensembles = {"all": train(usable)}

@@ -13,8 +13,9 @@ predictor judged on a family is trained without the networks built to imitate it
 ==============  =====================================================  ==============================
 template        block                                                  imitates
 ==============  =====================================================  ==============================
-``conv``        k x k convolution (random kernel, stride, groups),     (none: generic)
-                batch norm, activation
+``conv``        k x k convolution (random kernel, stride; dense,       (none: generic)
+                depthwise or grouped), batch norm, activation,
+                sometimes squeeze-excitation, sometimes residual
 ``basic``       two 3x3 convolutions with batch norm, residual add     resnet
 ``bottleneck``  1x1 reduce, 3x3 (groups 1 or of 8-64 channels), 1x1    resnet, regnet
                 expand, batch norms, residual add, optional SE
@@ -73,6 +74,22 @@ class Generated:
     input_size: tuple[int, ...]
 
 
+GENERIC_SHARE = 3  # generic networks per network of another template (see ``schedule``)
+
+
+def schedule(per_template: int) -> list[tuple[str, int]]:
+    """(template, seed) of the networks to sample: ``per_template`` of every template, ``GENERIC_SHARE`` times
+    as many of the generic ``conv``, which imitates no family and so is in every leave-one-family-out
+    training set (its gated and depthwise blocks cover what a held-out family's own template would have).
+    Ordered round by round, so that a time budget cuts every template evenly."""
+    jobs = []
+    for round_ in range(per_template):
+        for template, imitates in TEMPLATES.items():
+            share = 1 if imitates else GENERIC_SHARE
+            jobs += [(template, share * round_ + i) for i in range(share)]
+    return jobs
+
+
 def generate(template: str, *, seed: int, batch: int = 1) -> Generated:
     """A random network of ``template`` (see the module docstring), reproducible from ``seed``."""
     if template not in TEMPLATES:
@@ -93,8 +110,11 @@ def _act(rng: random.Random) -> nn.Module:
 
 
 def _channels(rng: random.Random, lo: int, hi: int, step: int = 8) -> int:
-    """A channel count in [lo, hi], log-uniform, a multiple of ``step``."""
+    """A channel count in about [lo, hi], log-uniform, a multiple of ``step`` or (a third of the time, as
+    ResNets, VGGs and transformers have them) a power of two."""
     c = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    if rng.random() < 1 / 3:
+        return max(step, 1 << round(math.log2(c)))
     return max(step, round(c / step) * step)
 
 
@@ -119,13 +139,18 @@ class _Residual(nn.Module):
 
 
 class _SE(nn.Module):
-    def __init__(self, c: int, reduced: int) -> None:
+    """Squeeze-excitation: a channel gate from the global average (pooled as ResNet-style code or torchvision
+    does it, gated by a sigmoid or a hard sigmoid as in MobileNetV3)."""
+
+    def __init__(self, c: int, reduced: int, rng: random.Random) -> None:
         super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1) if rng.random() < 0.5 else None
         self.fc1, self.fc2 = nn.Conv2d(c, reduced, 1), nn.Conv2d(reduced, c, 1)
-        self.act, self.gate = nn.ReLU(inplace=True), nn.Sigmoid()
+        self.act = nn.ReLU(inplace=True) if rng.random() < 0.5 else nn.SiLU(inplace=True)
+        self.gate = nn.Sigmoid() if rng.random() < 0.6 else nn.Hardsigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
+        s = self.pool(x) if self.pool is not None else x.mean((2, 3), keepdim=True)
         out: torch.Tensor = x * self.gate(self.fc2(self.act(self.fc1(s))))
         return out
 
@@ -182,16 +207,20 @@ class _ConvNeXt(nn.Module):
 
 def _block(rng: random.Random, template: str, cin: int, cout: int, stride: int) -> tuple[nn.Module, int]:
     """One block of ``template`` from ``cin`` channels; returns (block, its output channels)."""
-    if template == "conv":
+    if template == "conv":  # generic: any convolution, sometimes gated (squeeze-excitation), sometimes residual
         k = rng.choice((1, 3, 3, 5, 7))
-        sort = rng.choice(("dense", "dense", "dense", "depthwise", "grouped"))
+        sort = rng.choice(("dense", "dense", "depthwise", "depthwise", "grouped"))
+        groups = 1
         if sort == "depthwise":
-            return _ConvBN(cin, cin, k, stride, cin, _act(rng)), cin
-        if sort == "grouped" and cin % 16 == 0 and cin > 16:  # 16 channels per group (as RegNet's and ResNeXt's)
+            cout, groups = cin, cin
+        elif sort == "grouped" and cin % 16 == 0 and cin > 16:  # 16 channels per group (as RegNet's and ResNeXt's)
             groups = cin // 16
             cout = max(groups, cout - cout % groups)
-            return _ConvBN(cin, cout, k, stride, groups, _act(rng)), cout
-        return _ConvBN(cin, cout, k, stride, 1, _act(rng)), cout
+        layers: list[nn.Module] = [_ConvBN(cin, cout, k, stride, groups, _act(rng))]
+        if rng.random() < 0.3:
+            layers.append(_SE(cout, max(8, cin // 4), rng))
+        body = nn.Sequential(*layers)
+        return (_Residual(body, None) if stride == 1 and cin == cout and rng.random() < 0.5 else body), cout
     if template == "basic":
         short = None if stride == 1 and cin == cout else _ConvBN(cin, cout, 1, stride)
         body = nn.Sequential(_ConvBN(cin, cout, 3, stride, act=nn.ReLU(inplace=True)), _ConvBN(cout, cout, 3))
@@ -200,10 +229,10 @@ def _block(rng: random.Random, template: str, cin: int, cout: int, stride: int) 
         width = _channels(rng, max(8, cout // 4), max(16, cout), 8)
         gw = rng.choice((0, 8, 16, 32, 64))
         groups = width // gw if gw and width % gw == 0 and width > gw else 1
-        layers: list[nn.Module] = [_ConvBN(cin, width, 1, act=nn.ReLU(inplace=True)),
-                                   _ConvBN(width, width, 3, stride, groups, nn.ReLU(inplace=True))]
+        layers = [_ConvBN(cin, width, 1, act=nn.ReLU(inplace=True)),
+                  _ConvBN(width, width, 3, stride, groups, nn.ReLU(inplace=True))]
         if rng.random() < 0.4:
-            layers.append(_SE(width, max(8, cin // 4)))
+            layers.append(_SE(width, max(8, cin // 4), rng))
         layers.append(_ConvBN(width, cout, 1))
         short = None if stride == 1 and cin == cout else _ConvBN(cin, cout, 1, stride)
         return _Residual(nn.Sequential(*layers), short, nn.ReLU(inplace=True)), cout
@@ -215,7 +244,7 @@ def _block(rng: random.Random, template: str, cin: int, cout: int, stride: int) 
         layers = [_ConvBN(cin, hidden, 1, act=act)] if ratio > 1 else []
         layers.append(_ConvBN(hidden, hidden, k, stride, hidden, _act(rng)))
         if rng.random() < 0.5:
-            layers.append(_SE(hidden, max(8, cin // 4)))
+            layers.append(_SE(hidden, max(8, cin // 4), rng))
         layers.append(_ConvBN(hidden, cout, 1))
         body = nn.Sequential(*layers)
         return (_Residual(body, None) if stride == 1 and cin == cout else body), cout
