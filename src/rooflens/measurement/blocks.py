@@ -139,8 +139,8 @@ class _Residual(nn.Module):
 
 
 class _SE(nn.Module):
-    """Squeeze-excitation: a channel gate from the global average (pooled as ResNet-style code or torchvision
-    does it, gated by a sigmoid or a hard sigmoid as in MobileNetV3)."""
+    """Squeeze-excitation: a channel gate from the global average (a mean, or adaptive average pooling as
+    torchvision's blocks have it), a sigmoid or (as MobileNetV3's) a hard sigmoid."""
 
     def __init__(self, c: int, reduced: int, rng: random.Random) -> None:
         super().__init__()
