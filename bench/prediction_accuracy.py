@@ -20,12 +20,12 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
 
 Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman.
 
-    python bench/prediction_accuracy.py [--threads 1,2] [--processes 3] [--quick] [--hw FILE]
-                                        [--data FILE]   # keep (or reuse, --reuse) the collected data
+    python bench/prediction_accuracy.py [--threads 1,2] [--processes 5] [--quick] [--hw FILE]
+                                        [--data FILE]   # keep, top up (--regenerate) or reuse (--reuse) the data
                                         [--json-out FILE]
 
-``--quick``: 12 models, 2 processes, 2 generated networks per template. The full run took 50 minutes on
-2 vCPUs, its evaluation included (results: docs/prediction.md).
+``--quick``: 12 models, 2 processes, 2 generated networks per template. A full run with ``--processes 3``
+took 58 minutes on 2 vCPUs, its evaluation included (results: docs/prediction.md).
 """
 
 from __future__ import annotations
