@@ -148,9 +148,9 @@ def _log2(x: float) -> float:
 
 
 def _alignment(*sizes: float) -> float:
-    """log2 of the largest power of two (up to 64) that divides every size: vectorised kernels run fastest on
-    channel counts that fill whole vector registers and blocks (a ResNet's 64-channel convolution runs
-    faster than a 72-channel one does per FLOP)."""
+    """log2 of the largest power of two (up to 64) that divides every size: vectorised kernels have fast paths
+    for channel counts that fill whole vector registers and blocks (held out, ResNet's 64-channel 3x3
+    convolutions ran faster than a predictor trained on other channel counts expected; docs/prediction.md)."""
     out = 6
     for n in sizes:
         out = min(out, (int(n) & -int(n)).bit_length() - 1 if n >= 1 else 0)
