@@ -24,8 +24,8 @@ Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90
                                         [--data FILE]   # keep, top up (--regenerate) or reuse (--reuse) the data
                                         [--json-out FILE]
 
-``--quick``: 12 models, 2 processes, 2 generated networks per template. A full run with ``--processes 3``
-took 58 minutes on 2 vCPUs, its evaluation included (results: docs/prediction.md).
+``--quick``: 12 models, 2 processes, 2 generated networks per template. A full run (5 processes) took
+73 minutes on 2 vCPUs, its evaluation included (results: docs/prediction.md).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
-from rooflens.analysis.predictor import Network, Roof, Sample, fit, network_seconds
+from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
 from rooflens.types import Cost, OpRecord, TensorKind, TensorMeta
@@ -113,7 +113,8 @@ def child(name: str, batches: list[int], threads: int, hw: str, profile: bool, b
             import rooflens
 
             report = rooflens.analyze(model, x, hardware=spec)  # one analysis: samples, roofline, analytic
-            samples, network = sample_network(model, x, source=f"{name}/b{batch}", threads=threads, report=report)
+            samples, network = sample_network(model, x, source=f"{name}/b{batch}", family=dict(MODELS)[name],
+                                              threads=threads, report=report)
             case.update(samples=[s.as_row() for s in samples], network=network.as_row(),
                         records=[encode(r) for r in report.records],
                         roofline_s=report.roofline.total_seconds, analytic_s=predict(report, cal).total_seconds)
@@ -289,24 +290,20 @@ def evaluate(data: dict[str, Any], cal: Calibration) -> dict[str, Any]:
     rows = []
     for family in families:
         train_s: list[Sample] = []
-        train_n: list[Network] = []
         for c in cases.values():
             if c["family"] != family:
                 train_s += c["resampled"]
-                train_n.append(Network.from_row(c["network"]))
         for g in generated:
             if family not in g["imitates"]:
                 train_s += g["resampled"]
-                train_n.append(Network.from_row(g["network"]))
-        predictor = fit(train_s, train_n, roof=Roof.of(cal))
+        predictor = fit(train_s, roof=Roof.of(cal))
         for key, c in cases.items():
             if c["family"] != family:
                 continue
             samples = c["resampled"]
-            network = Network.from_row(c["network"])
             rows.append({"case": key, "model": c["model"], "family": family, "batch": c["batch"],
                          "measured_s": statistics.median(c["medians_s"]),
-                         "learned_s": network_seconds(predictor, samples, network.module_calls),
+                         "learned_s": network_seconds(predictor, samples),
                          "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
                          "processes": len(c["medians_s"])})
     summary = {}

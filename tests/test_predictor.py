@@ -1,4 +1,4 @@
-"""The learned latency predictor: features, tree ensembles, model-level terms and the estimate by hand.
+"""The learned latency predictor: features, tree ensembles and the estimate by hand.
 
 The hand device: fp32 peak 100 GFLOP/s, bandwidth 10 GB/s, 2 us per eager operator; its micro-benchmark
 curves only make it calibratable (the learned estimate does not read them).
@@ -17,8 +17,6 @@ import rooflens
 from rooflens.analysis.predictor import (
     FEATURES,
     Ensemble,
-    ModelTerms,
-    Network,
     Predictor,
     Roof,
     Sample,
@@ -26,7 +24,6 @@ from rooflens.analysis.predictor import (
     estimate,
     features,
     fit,
-    fit_terms,
     fitted_roof,
     network_seconds,
     predict_sample,
@@ -61,10 +58,9 @@ ROOF = Roof(PEAK, BW, OVERHEAD)  # the hand device's
 BARE = Roof(PEAK, BW, 0.0)  # for synthetic samples: the reference time is bytes / 10 GB/s
 
 
-def constant(ratio: float, per_op: float = 0.0, per_call: float = 0.0, roof: Roof = ROOF) -> Predictor:
+def constant(ratio: float, roof: Roof = ROOF) -> Predictor:
     """A predictor without trees: every operator takes ``ratio`` x its reference time."""
-    return Predictor({"all": Ensemble(math.log(ratio), 1.0, (), 0)}, roof, ModelTerms(per_op, per_call),
-                     {"machine": "test"})
+    return Predictor({"all": Ensemble(math.log(ratio), 1.0, (), 0)}, roof, {"machine": "test"})
 
 
 def two_layers() -> nn.Module:
@@ -72,21 +68,20 @@ def two_layers() -> nn.Module:
 
 
 def test_learned_estimate_by_hand():
-    spec = make_spec(constant(1.5, per_op=3e-6, per_call=1e-6))
+    spec = make_spec(constant(1.5))
     report = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=spec)
     pred = report.calibrated
     assert pred is not None and pred.method == "learned"
-    # extra per operator: 3 us + 1 us x 2 module calls ("0" and "1"; the root's call is the pass itself) / 2 ops
-    # linear: 1.5 x (21.48532224 ms + 2 us) + 4 us = 32.23498336 ms
-    # relu:   1.5 x (838.8608 us + 2 us) + 4 us = 1,265.2912 us
+    # linear: 1.5 x (21.48532224 ms + 2 us) = 32.23098336 ms
+    # relu:   1.5 x (838.8608 us + 2 us) = 1,261.2912 us
     linear, relu = pred.ops
-    assert linear.seconds == pytest.approx(32.23498336e-3)
-    assert relu.seconds == pytest.approx(1265.2912e-6)
-    assert pred.total_seconds == pytest.approx(33.50027456e-3)
+    assert linear.seconds == pytest.approx(32.23098336e-3)
+    assert relu.seconds == pytest.approx(1261.2912e-6)
+    assert pred.total_seconds == pytest.approx(33.49227456e-3)
     # the parts: 2 us of fixed overhead each, the rest is work on the operator's roofline side
     assert linear.bound == "compute" and relu.bound == "memory"
     assert linear.overhead_seconds == pytest.approx(2e-6)
-    assert linear.compute_efficiency == pytest.approx(LINEAR_ROOF / (32.23498336e-3 - 2e-6))
+    assert linear.compute_efficiency == pytest.approx(LINEAR_ROOF / (32.23098336e-3 - 2e-6))
     assert pred.by_module()[""] == pytest.approx(pred.total_seconds)
 
 
@@ -200,20 +195,11 @@ def test_fit_needs_enough_samples():
         fit([sample("add", 1e-5, 2.0)] * 5, roof=BARE)
 
 
-def test_model_terms_by_least_squares():
-    # three networks whose measured time exceeds their operators' by 2 us per operator and 5 us per call
-    predictor = constant(1.0, roof=BARE)
-    samples, networks = [], []
-    for source, ops, calls in (("a", 10, 4), ("b", 30, 40), ("c", 50, 7)):
-        samples += [sample("add", 1e-5, 1.0, source) for _ in range(ops)]
-        measured = ops * 1e-5 + ops * 2e-6 + calls * 5e-6
-        networks.append(Network(source, "", measured, ops * 1e-5, ops, calls))
-    terms = fit_terms(predictor, samples, networks)
-    assert terms.seconds_per_op == pytest.approx(2e-6)
-    assert terms.seconds_per_call == pytest.approx(5e-6)
-    with_terms = replace(predictor, terms=terms)
-    # network b: 30 x 10 us + 30 x 2 us + 40 x 5 us = 560 us
-    assert network_seconds(with_terms, samples[10:40], 40) == pytest.approx(560e-6)
+def test_network_is_the_sum_of_its_operators():
+    predictor = constant(1.5, roof=BARE)
+    # 10 operators of 10 us reference and 30 of 20 us, each 1.5 x: 1.5 x (100 + 600) us = 1.05 ms
+    samples = [sample("add", 1e-5, 1.0)] * 10 + [sample("add", 2e-5, 1.0)] * 30
+    assert network_seconds(predictor, samples) == pytest.approx(1.05e-3)
 
 
 def test_roof_is_raised_to_what_the_samples_reached():
@@ -229,11 +215,11 @@ def test_roof_is_raised_to_what_the_samples_reached():
 
 
 def test_predictor_travels_in_the_device_file(tmp_path):
-    spec = make_spec(constant(1.5, per_op=1e-6))
+    spec = make_spec(constant(1.5))
     path = tmp_path / "this.toml"
     path.write_text(spec.to_toml(), encoding="utf-8")
     (loaded,) = load_file(path)
-    assert predictor_of(loaded).terms == ModelTerms(1e-6, 0.0)
+    assert predictor_of(loaded).roof == ROOF
     assert predictor_of(loaded).provenance["machine"] == "test"
     a = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=loaded).calibrated
     b = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=spec).calibrated

@@ -12,17 +12,19 @@ Steps (:func:`calibrate_device`):
    operator record with its measured seconds is a :class:`~rooflens.analysis.predictor.Sample`; every
    network's plain latency against the sum of its profiled operators, a
    :class:`~rooflens.analysis.predictor.Network`.
-3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group and the model-level
-   terms. The result is stored in the measured device's ``extra["predictor"]`` with the samples'
-   provenance (machine, torch, threads, date, networks), so ``rooflens hw calibrate --save FILE`` writes a
-   device file that ``--hw FILE`` loads, and every report on it gets the learned estimate as
-   ``report.calibrated``.
+3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group (a network's learned
+   time is the sum of its operators'). The result is stored in the measured device's ``extra["predictor"]``
+   with the samples' provenance (machine, torch, threads, date, networks, and ``plain_over_profiled``: the
+   median ratio of the sampled networks' plain latency to their profiled sum, how well that sum holds
+   here), so ``rooflens hw calibrate --save FILE`` writes a device file that ``--hw FILE`` loads, and every
+   report on it gets the learned estimate as ``report.calibrated``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import platform
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -141,8 +143,11 @@ def calibrate_device(
         "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(networks),
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
+        # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
+        "plain_over_profiled": round(statistics.median(n.seconds / n.profiled_seconds for n in networks
+                                                       if n.profiled_seconds > 0), 3) if networks else None,
     }
-    predictor = fit(samples, networks, roof=Roof.of(cal), provenance=provenance)
+    predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
 
 
