@@ -138,15 +138,15 @@ def calibrate_device(
             samples += s
             networks.append(n)
     tell("training", 1.0)
+    ratios = [n.seconds / n.profiled_seconds for n in networks if n.profiled_seconds > 0]
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
         "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(networks),
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
-        # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
-        "plain_over_profiled": round(statistics.median(n.seconds / n.profiled_seconds for n in networks
-                                                       if n.profiled_seconds > 0), 3) if networks else None,
     }
+    if ratios:  # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
+        provenance["plain_over_profiled"] = round(statistics.median(ratios), 3)
     predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
 

@@ -34,10 +34,10 @@ channels per group, or N and K), for the vectorised kernels' fast paths.
 No model-level terms: a network's learned time is the sum of its operators'. The profiled samples carry
 the profiler's own cost per event, and a plain forward pass carries the framework's work between
 operators (module calls, Python); where this was validated, real models' plain passes ran 1.5-4 % above
-their profiled sum (median), well inside the scatter between processes. Terms for them (seconds per operator record and per ``nn.Module`` call, fitted by least squares on the
-sampled networks' plain latencies) made held-out real models no better: leave-one-family-out on four
-collections, the share within ±10 % was 40 % with them and 44 % without, RMSPE 17.2 % against 16.5 %
-(docs/prediction.md).
+their profiled sum (median), well inside the scatter between processes. Terms for them (seconds per
+operator record and per ``nn.Module`` call, fitted by least squares on the sampled networks' plain
+latencies) made held-out real models no better: leave-one-family-out on four collections, the share
+within ±10 % was 40 % with them and 44 % without, RMSPE 17.2 % against 16.5 % (docs/prediction.md).
 
 The trained ensembles are stored as plain arrays (:meth:`Predictor.as_dict`) and evaluated here without
 scikit-learn, which is needed only to train (:func:`fit`).
@@ -365,10 +365,6 @@ class Network:
 
     def as_row(self) -> list[Any]:
         return [self.source, self.family, self.seconds, self.profiled_seconds, self.records, self.module_calls]
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Network:
-        return cls(str(row[0]), str(row[1]), float(row[2]), float(row[3]), int(row[4]), int(row[5]))
 
 
 RELIABLE_SECONDS = 50e-6  # samples at least this long set the roof (the profiler's own cost is a few us)
