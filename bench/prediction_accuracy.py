@@ -147,16 +147,31 @@ def decode(row: list[Any]) -> OpRecord:
                     family=row[2], phase=row[3], via=row[4])
 
 
-def resampled(entry: dict[str, Any]) -> list[Sample]:
-    """The samples of a network recomputed from its records (the features as this rooflens computes them)."""
-    return [Sample.of(decode(rec), row[4], row[5], row[6]) for rec, row in zip(entry["records"], entry["samples"],
-                                                                              strict=True)]
+def labels(entry: dict[str, Any], how: str) -> list[float]:
+    """A network's measured seconds per operator record: of its first profile (``first``), of its profile in
+    round ``round:K``, or the median over its profiles (``median``: of the rounds that timed the operator)."""
+    rounds: list[list[float]] = entry.get("round_seconds") or [[row[4] for row in entry["samples"]]]
+    if how == "first":
+        return rounds[0]
+    if how.startswith("round:"):
+        return rounds[int(how[6:]) % len(rounds)]
+    return [statistics.median(timed) if (timed := [v for v in op if v > 0]) else 0.0 for op in zip(*rounds, strict=True)]
+
+
+def resampled(entry: dict[str, Any], how: str = "first") -> list[Sample]:
+    """The samples of a network recomputed from its records (the features as this rooflens computes them),
+    labelled with its measured seconds as ``how`` says (:func:`labels`)."""
+    return [Sample.of(decode(rec), seconds, row[5], row[6])
+            for rec, row, seconds in zip(entry["records"], entry["samples"], labels(entry, how), strict=True)]
 
 
 def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int, gap: float, per_template: int,
-            budget: float, before: dict[str, Any] | None = None, regenerate: bool = False) -> dict[str, Any]:
+            budget: float, before: dict[str, Any] | None = None, regenerate: bool = False,
+            profile_rounds: int = 1, passes: int = 1) -> dict[str, Any]:
     """The cases' rounds of processes and the generated networks at ``threads``; ``before``: what an earlier
-    run collected, topped up here (the rounds a case lacks; the generated networks again if ``regenerate``)."""
+    run collected, topped up here (the rounds a case lacks; the generated networks again if ``regenerate``).
+    The first ``profile_rounds`` rounds profile the models (each profile's seconds per operator kept in
+    ``round_seconds``); the generated networks are profiled in ``passes`` passes over all of them."""
     cases: dict[str, Any] = dict(before["cases"]) if before else {}
     for r in range(processes):
         due = [(name, family) for name, family in models if len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
@@ -164,45 +179,62 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
             time.sleep(gap)
         for name, family in due:
             t0 = time.perf_counter()
-            got = run_child(name, [1, 8], threads, hw, profile=(r == 0), budget=budget)
+            got = run_child(name, [1, 8], threads, hw, profile=(r < profile_rounds), budget=budget)
             for batch, case in got.items():
                 entry = cases.setdefault(f"{name}/b{batch}", {"model": name, "family": family, "batch": int(batch),
                                                                "medians_s": []})
                 entry["medians_s"].append(case["median_s"])
                 entry.setdefault("loads", []).append(case["load"])
-                for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
-                    if k in case:
-                        entry[k] = case[k]
+                if "samples" in case:  # a profile: the first one's records, every one's seconds
+                    rounds = entry.setdefault("round_seconds", [labels(entry, "first")] if "samples" in entry else [])
+                    for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
+                        entry.setdefault(k, case[k])
+                    rounds.append(aligned(entry, case))
             print(f"  [{threads} thr, round {r + 1}/{processes}] {name}: "
                   + ", ".join(f"b{b} {c['median_s'] * 1e3:.2f} ms" for b, c in got.items())
                   + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
     if before and not regenerate:
         return {"cases": cases, "generated": before["generated"]}
-    return {"cases": cases, "generated": collect_generated(threads, per_template)}
+    return {"cases": cases, "generated": collect_generated(threads, per_template, passes)}
 
 
-def collect_generated(threads: int, per_template: int) -> list[dict[str, Any]]:
-    """Samples of the generated networks (``blocks.schedule``) at batch 1 and 8."""
+def aligned(entry: dict[str, Any], case: dict[str, Any]) -> list[float]:
+    """The seconds per operator record of one more profile of ``entry``'s network (the same records)."""
+    if case["records"] != entry["records"]:
+        raise RuntimeError(f"{entry.get('model', entry.get('name'))}: the profiles analysed different records")
+    return [row[4] for row in case["samples"]]
+
+
+def collect_generated(threads: int, per_template: int, passes: int = 1) -> list[dict[str, Any]]:
+    """Samples of the generated networks (``blocks.schedule``) at batch 1 and 8, in ``passes`` passes over
+    all of them (each pass's seconds per operator in ``round_seconds``)."""
     import rooflens
     from rooflens.calibration import sample_network
     from rooflens.measurement.blocks import generate, schedule
 
     torch.set_num_threads(threads)
-    generated = []
-    for batch in (1, 8):
-        for template, seed in schedule(per_template):
-            try:
-                g = generate(template, seed=1000 * threads + seed, batch=batch)
-                x = torch.randn(g.input_size)
-                report = rooflens.analyze(g.model, x)
-                samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3, report=report)
-            except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples, not the run
-                print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
-                continue
-            generated.append({"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
-                              "network": network.as_row(), "records": [encode(r) for r in report.records]})
-        print(f"  [{threads} thr] generated networks up to batch {batch}: {len(generated)}", flush=True)
-    return generated
+    generated: dict[str, dict[str, Any]] = {}
+    for p in range(passes):
+        for batch in (1, 8):
+            for template, seed in schedule(per_template):
+                try:
+                    g = generate(template, seed=1000 * threads + seed, batch=batch)
+                    x = torch.randn(g.input_size)
+                    report = rooflens.analyze(g.model, x)
+                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3,
+                                                      report=report)
+                except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples
+                    print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
+                    continue
+                case = {"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
+                        "network": network.as_row(), "records": [encode(r) for r in report.records]}
+                if p and g.name not in generated:
+                    continue  # left out in the first pass
+                entry = generated.setdefault(g.name, case)
+                entry.setdefault("round_seconds", []).append(aligned(entry, case))
+            print(f"  [{threads} thr] pass {p + 1}/{passes}: generated networks up to batch {batch}: "
+                  f"{len(generated)}", flush=True)
+    return list(generated.values())
 
 
 # ---- evaluation -------------------------------------------------------------------------------------
@@ -282,10 +314,10 @@ def noise(cases: dict[str, Any], draws: int = 20000) -> dict[str, float]:
     return out
 
 
-def evaluate(data: dict[str, Any], cal: Calibration) -> dict[str, Any]:
+def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first") -> dict[str, Any]:
     cases, generated = data["cases"], data["generated"]
     for entry in [*cases.values(), *generated]:
-        entry["resampled"] = resampled(entry)
+        entry["resampled"] = resampled(entry, how)
     families = sorted({c["family"] for c in cases.values()})
     rows = []
     for family in families:
@@ -310,7 +342,7 @@ def evaluate(data: dict[str, Any], cal: Calibration) -> dict[str, Any]:
     for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
-    return {"rows": rows, "summary": summary, "noise": noise(cases)}
+    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how}
 
 
 def render(threads: int, result: dict[str, Any]) -> None:
@@ -356,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true",
                     help="with an existing --data file: sample the generated networks again (templates changed)")
     ap.add_argument("--reuse", action="store_true", help="evaluate the data of --data without measuring")
+    ap.add_argument("--profile-rounds", type=int, default=1,
+                    help="profile the models in this many of the rounds of processes (default 1: the first)")
+    ap.add_argument("--passes", type=int, default=1, help="passes of profiles over the generated networks")
+    ap.add_argument("--labels", default="first", help="the samples' seconds: of the first profile (first), of "
+                    "round:K, or the median over the profiles (median)")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
@@ -395,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             data["machine"] = load_file(hw)[0].name
             t0 = time.perf_counter()
             collected = collect(models, threads, hw, processes, args.gap, per_template, args.budget, before,
-                                args.regenerate)
+                                args.regenerate, args.profile_rounds, args.passes)
             collected["seconds"] = (before or {}).get("seconds", 0.0) + time.perf_counter() - t0
             collected["dates"] = [*(before or {}).get("dates", [data["date"]] if before else []),
                                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())]
@@ -408,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads, collected in data["by_threads"].items():
         hw_file = Path(f"/tmp/rooflens-prediction-hw-{threads}-reused.toml")
         hw_file.write_text(data["hw"][threads], encoding="utf-8")
-        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]))
+        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
     print(f"\nmachine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
