@@ -26,6 +26,12 @@ Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90
 
 ``--quick``: 12 models, 2 processes, 2 generated networks per template. A full run (5 processes) took
 73 minutes on 2 vCPUs, its evaluation included (results: docs/prediction.md).
+
+Labels: by default the samples' seconds are those of one profile. ``--profile-rounds N`` profiles the
+models in the first N rounds of processes and ``--passes K`` profiles the generated networks in K passes
+over all of them; ``--labels median`` then trains on each operator's median over its profiles
+(``median:K``: over the first K; ``round:K``: the profile of round K alone), as ``hw calibrate`` does in
+full mode. Run D (``--threads 1 --profile-rounds 5 --passes 3``) took 63 minutes of collection.
 """
 
 from __future__ import annotations
@@ -149,12 +155,15 @@ def decode(row: list[Any]) -> OpRecord:
 
 def labels(entry: dict[str, Any], how: str) -> list[float]:
     """A network's measured seconds per operator record: of its first profile (``first``), of its profile in
-    round ``round:K``, or the median over its profiles (``median``: of the rounds that timed the operator)."""
+    round ``round:K``, or the median over its profiles (``median``; ``median:K``: over the first K; of the
+    rounds that timed the operator)."""
     rounds: list[list[float]] = entry.get("round_seconds") or [[row[4] for row in entry["samples"]]]
     if how == "first":
         return rounds[0]
     if how.startswith("round:"):
         return rounds[int(how[6:]) % len(rounds)]
+    if how.startswith("median:"):
+        rounds = rounds[: int(how[7:])]
     return [statistics.median(timed) if (timed := [v for v in op if v > 0]) else 0.0 for op in zip(*rounds, strict=True)]
 
 

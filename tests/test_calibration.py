@@ -131,6 +131,36 @@ def test_calibrate_device_trains_a_predictor_reports_use(small_plan):
     assert report.calibrated.method == "learned" and report.calibrated.total_seconds >= report.roofline.total_seconds
 
 
+def test_median_samples_take_each_operators_median_over_the_passes_that_timed_it():
+    from rooflens.analysis.predictor import Sample
+
+    def network(*seconds):
+        return [Sample("conv", (1.0,), 2e6, 1e5, s, "net") for s in seconds]
+
+    # operator 0: median(3, 1, 2) = 2 us; operator 1: untimed in pass 2, median(4, 6) = 5 us; operator 2: never timed
+    passes = [network(3e-6, 4e-6, 0.0), network(1e-6, 0.0, 0.0), network(2e-6, 6e-6, 0.0)]
+    assert [s.seconds for s in calibration.median_samples(passes)] == pytest.approx([2e-6, 5e-6, 0.0])
+    assert calibration.median_samples(passes)[0].flops == 2e6  # the record's features are kept
+    with pytest.raises(ValueError):  # the passes profiled different records
+        calibration.median_samples([network(1e-6), network(1e-6, 2e-6)])
+
+
+def test_calibrating_in_passes_profiles_every_network_each_pass(small_plan, monkeypatch):
+    monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=2, batches=(1,), models=(), iters=2,
+                                                              budget_seconds=60.0, passes=2))
+    calls = []
+    sample = calibration.sample_network
+    monkeypatch.setattr(calibration, "sample_network", lambda *a, **k: calls.append(k["source"]) or sample(*a, **k))
+    seen = []
+    spec = calibration.calibrate_device(spec=make_spec(), quick=True, threads=1,
+                                        progress=lambda stage, share: seen.append((stage, share)))
+    made = predictor_of(spec).provenance
+    # 2 templates x 2 seeds = 4 networks, each profiled once per pass, pass after pass over all of them
+    assert calls == ["conv-0-b1", "mbconv-0-b1", "conv-1-b1", "mbconv-1-b1"] * 2
+    assert made["networks"] == 4 and made["passes"] == 2 and made["samples"] == 4 * 8
+    assert ("sampling conv-0-b1 (pass 2/2)", 5 / 8) in seen
+
+
 def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, tmp_path):
     measured = tmp_path / "bench.toml"
     measured.write_text(make_spec().to_toml(), encoding="utf-8")

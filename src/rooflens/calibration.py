@@ -11,7 +11,9 @@ Steps (:func:`calibrate_device`):
    operator by operator (:func:`rooflens.measurement.profile_operators`) and timed plainly. Every matched
    operator record with its measured seconds is a :class:`~rooflens.analysis.predictor.Sample`; every
    network's plain latency against the sum of its profiled operators, a
-   :class:`~rooflens.analysis.predictor.Network`.
+   :class:`~rooflens.analysis.predictor.Network`. In full mode every network is profiled in three passes
+   over all of them, minutes apart, and a sample's seconds are the median of its passes' (this machine's
+   speed drifts by 10-30 % from minute to minute; labels from one moment teach the predictor that moment).
 3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group (a network's learned
    time is the sum of its operators'). The result is stored in the measured device's ``extra["predictor"]``
    with the samples' provenance (machine, torch, threads, date, networks, and ``plain_over_profiled``: the
@@ -61,11 +63,12 @@ class Plan:
     batches: tuple[int, ...]
     models: tuple[tuple[str, str], ...]
     iters: int  # profiled calls per network
-    budget_seconds: float  # stop generating networks after this long (the models still run)
+    budget_seconds: float  # stop generating networks after this long (the models still run; all passes)
+    passes: int = 1  # profiles of every network, pass after pass over all of them (the samples: their median)
 
 
 QUICK = Plan(per_template=2, batches=(1,), models=(), iters=3, budget_seconds=30.0)
-FULL = Plan(per_template=8, batches=(1, 8), models=FULL_MODELS, iters=5, budget_seconds=540.0)
+FULL = Plan(per_template=8, batches=(1, 8), models=FULL_MODELS, iters=5, budget_seconds=450.0, passes=3)
 
 
 def sample_network(
@@ -123,32 +126,49 @@ def calibrate_device(
         for batch in plan.batches:
             jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
     models = _real_models(plan.models)
-    samples: list[Sample] = []
+    profiles: dict[str, list[list[Sample]]] = {}  # per network, its samples of every pass
     networks: list[Network] = []
-    total = len(jobs) + len(models)
+    total = plan.passes * (len(jobs) + len(models))
+    done = 0
     sampled_started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the inputs drawn here leave the caller's random state alone
-        for i, (source, family, build) in enumerate([*jobs, *models]):
-            if i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds:
-                continue
-            tell(f"sampling {source}", (i + 1) / total)
-            module, size = build()
-            s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
-                                  iters=plan.iters, device=device)
-            samples += s
-            networks.append(n)
+        for p in range(plan.passes):
+            for i, (source, family, build) in enumerate([*jobs, *models]):
+                done += 1
+                if p == 0 and i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds / plan.passes:
+                    continue  # the first pass decides which generated networks fit in the budget
+                if p and source not in profiles:
+                    continue
+                tell(f"sampling {source}" + (f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""), done / total)
+                module, size = build()
+                s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
+                                      iters=plan.iters, device=device)
+                profiles.setdefault(source, []).append(s)
+                networks.append(n)
+    samples = [s for passes in profiles.values() for s in median_samples(passes)]
     tell("training", 1.0)
     ratios = [n.seconds / n.profiled_seconds for n in networks if n.profiled_seconds > 0]
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
         "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(networks),
+        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(profiles),
+        "passes": plan.passes,
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
     }
     if ratios:  # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
         provenance["plain_over_profiled"] = round(statistics.median(ratios), 3)
     predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
+
+
+def median_samples(passes: Sequence[Sequence[Sample]]) -> list[Sample]:
+    """One network's samples from its profiles in several passes (the same records in the same order): each
+    operator's seconds the median of the passes that timed it (0 where none did)."""
+    out = []
+    for same in zip(*passes, strict=True):
+        timed = [s.seconds for s in same if s.seconds > 0]
+        out.append(replace(same[0], seconds=statistics.median(timed) if timed else 0.0))
+    return out
 
 
 def with_predictor(spec: HardwareSpec, predictor: Predictor) -> HardwareSpec:

@@ -532,7 +532,8 @@ def _add_hw(sub: Any) -> None:
         "calibrate", parents=[_output_options(DEVICE_FORMATS)],
         help="measure this machine and train its learned latency predictor",
         description="Times operators where they really run -- inside forward passes of generated networks (and, "
-        "in full mode, of torchvision models of every family) -- and trains gradient-boosted trees per operator "
+        "in full mode, of torchvision models of every family, each profiled in three passes minutes apart and "
+        "labelled with the median) -- and trains gradient-boosted trees per operator "
         "group on them, on top of the micro-benchmarks of `hw bench`. The saved device carries the predictor "
         "and where its samples came from; `--hw FILE` then gives every report the learned estimate "
         "(report.calibrated, the Calibrated column). Needs scikit-learn to train (pip install "
