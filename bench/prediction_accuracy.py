@@ -32,6 +32,11 @@ models in the first N rounds of processes and ``--passes K`` profiles the genera
 over all of them; ``--labels median`` then trains on each operator's median over its profiles
 (``median:K``: over the first K; ``round:K``: the profile of round K alone), as ``hw calibrate`` does in
 full mode. Run D (``--threads 1 --profile-rounds 5 --passes 3``) took 63 minutes of collection.
+
+Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
+runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` at 10^9, set by starting again with them): forward passes stop faulting their
+activations in again on every call (``bench/page_faults.py``), as with jemalloc or tcmalloc.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ MODELS: list[tuple[str, str]] = [
 QUICK_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
                 "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0", "googlenet", "alexnet", "bert:4x256"]
 SEQUENCE = 128  # tokens per sequence of the encoders
+# --keep-memory: glibc keeps freed memory instead of handing it back to the kernel (no page faults per forward)
+KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
+ALLOCATOR_VARIABLES = (*KEEP_MEMORY, "LD_PRELOAD")
 
 
 def build(name: str, batch: int) -> tuple[torch.nn.Module, Any]:
@@ -114,7 +122,8 @@ def child(name: str, batches: list[int], threads: int, hw: str, profile: bool, b
     for batch in batches:
         model, x = build(name, batch)
         m = measure(model, x, threads=threads, warmup=3, iters=5, min_seconds=budget, max_seconds=4 * budget)
-        case: dict[str, Any] = {"median_s": m.median_seconds, "load": os.getloadavg()[0]}
+        case: dict[str, Any] = {"median_s": m.median_seconds, "load": os.getloadavg()[0],
+                                "faults": m.page_faults_per_call}
         if profile:
             import rooflens
 
@@ -194,6 +203,7 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
                                                                "medians_s": []})
                 entry["medians_s"].append(case["median_s"])
                 entry.setdefault("loads", []).append(case["load"])
+                entry.setdefault("faults", []).append(case.get("faults"))
                 if "samples" in case:  # a profile: the first one's records, every one's seconds
                     rounds = entry.setdefault("round_seconds", [labels(entry, "first")] if "samples" in entry else [])
                     for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
@@ -346,12 +356,18 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first") -> dict
                          "measured_s": statistics.median(c["medians_s"]),
                          "learned_s": network_seconds(predictor, samples),
                          "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
-                         "processes": len(c["medians_s"])})
+                         "processes": len(c["medians_s"]), "faults": _median_faults(c)})
     summary = {}
     for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
     return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how}
+
+
+def _median_faults(case: dict[str, Any]) -> float | None:
+    """The case's minor page faults per forward, median over its processes (None: not recorded)."""
+    counted = [f for f in case.get("faults", []) if f is not None]
+    return statistics.median(counted) if counted else None
 
 
 def render(threads: int, result: dict[str, Any]) -> None:
@@ -362,6 +378,11 @@ def render(threads: int, result: dict[str, Any]) -> None:
         m = r["measured_s"]
         print(f"{r['model']:<22} {r['family']:<12} {r['batch']:>2} {m * 1e3:>11.2f} "
               + " ".join(f"{r[k] * 1e3:>9.2f} {100 * (r[k] / m - 1):>+6.1f}%" for k in ("learned_s", "analytic_s", "roofline_s")))
+    faulted = sorted((r["faults"], r["case"]) for r in result["rows"] if r.get("faults") is not None)
+    if faulted:
+        print(f"minor page faults per forward (median of a case's processes): median {faulted[len(faulted) // 2][0]:.0f}, "
+              f"{sum(f > 100 for f, _ in faulted)} of {len(faulted)} cases above 100, most {faulted[-1][0]:.0f} "
+              f"({faulted[-1][1]})")
     n = result["noise"]
     if n:
         print(f"noise floor: {n['processes']} processes per case; one process against the median of the others: "
@@ -402,11 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", type=int, default=1, help="passes of profiles over the generated networks")
     ap.add_argument("--labels", default="first", help="the samples' seconds: of the first profile (first), of "
                     "round:K, or the median over the profiles (median)")
+    ap.add_argument("--keep-memory", action="store_true", help="run with glibc keeping freed memory "
+                    f"({', '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items())}): no page faults per forward")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.keep_memory and any(os.environ.get(k) != v for k, v in KEEP_MEMORY.items()):
+        # glibc reads the variables when the process starts: start again with them (the children inherit them)
+        argv = sys.argv[1:] if argv is None else argv
+        os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **KEEP_MEMORY})
     warnings.filterwarnings("ignore")
     thread_counts = [int(t) for t in args.threads.split(",")]
     if args.child:
@@ -423,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         per_template = args.per_template if args.per_template is not None else (2 if args.quick else 4)
         data = { "host": platform.node(), "torch": torch.__version__,
                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "load_before": os.getloadavg()[0], "by_threads": {}}
+                "load_before": os.getloadavg()[0], "by_threads": {},
+                "allocator": {k: os.environ[k] for k in ALLOCATOR_VARIABLES if k in os.environ}}
         if args.data and Path(args.data).exists():  # resume and top up what was collected before
             data = json.loads(Path(args.data).read_text())
         for threads in thread_counts:
@@ -457,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
-    print(f"\nmachine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
+    allocator = ", ".join(f"{k}={v}" for k, v in data.get("allocator", {}).items()) or "glibc defaults"
+    print(f"\nallocator: {allocator}")
+    print(f"machine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
           f"before {data['load_before']:.2f}, after {data.get('load_after', float('nan')):.2f}; "
           f"{time.perf_counter() - started:.0f} s")
     if args.json_out:

@@ -7,7 +7,7 @@ ONNX Runtime has its CUDA provider, i.e. ``onnxruntime-gpu`` and a GPU):
 * :func:`optimize_onnx`: ONNX Runtime optimises the graph for a provider at a level and saves it
   (``SessionOptions.optimized_model_filepath``); the saved file is the graph the runtime executes.
 * :func:`measure_onnx`: latency of ``InferenceSession`` runs, with the statistics and the rules of
-  :mod:`rooflens.measurement.timer` (one shared :func:`~rooflens.measurement.timer.time_callable`).
+  :mod:`rooflens.measurement.timer` (one shared :func:`~rooflens.measurement.timer.timed_calls`).
 * :func:`profile_onnx`: ONNX Runtime's own profiler, per node of the optimised graph.
 * :func:`quantize_onnx`: int8 models with ``onnxruntime.quantization`` (dynamic; static with a
   calibration set of random inputs, QDQ or QOperator).
@@ -58,7 +58,7 @@ from rooflens.capture.inputs import parse_shapes
 from rooflens.capture.onnx_graph import path_from_name
 from rooflens.errors import InputError, ModelError
 from rooflens.measurement.profile import OperatorProfile, UnmatchedEvent, module_profiles
-from rooflens.measurement.timer import Measurement, Progress, check_options, time_callable, whole_number
+from rooflens.measurement.timer import Measurement, Progress, check_options, timed_calls, whole_number
 from rooflens.report.report import Report
 
 if TYPE_CHECKING:
@@ -308,14 +308,14 @@ def measure_onnx(
     arrays = _feeds(session, input_size, feeds)
     run = _runner(session, arrays, provider)
     try:
-        samples = time_callable(run, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
-                                device="cpu", progress=progress)
+        timed = timed_calls(run, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
+                            device="cpu", progress=progress)
     except (InputError, ModelError):
         raise
     except Exception as e:
         raise ModelError(f"ONNX Runtime raised {type(e).__name__} while running {path}: {e}") from e
     return Measurement(
-        samples_seconds=samples,
+        samples_seconds=timed.samples_seconds,
         batch_size=_batch_size(arrays),
         device="cuda:0" if provider == "cuda" else "cpu",
         dtype=next((str(a.dtype) for a in arrays.values() if a.dtype.kind == "f"), None),
@@ -323,6 +323,7 @@ def measure_onnx(
         warmup=max(1, warmup),
         runtime=runtime_version(),
         provider=PROVIDERS[provider],
+        page_faults_per_call=timed.page_faults_per_call,
     )
 
 

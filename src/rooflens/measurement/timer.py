@@ -7,7 +7,10 @@ Rules every timing here follows:
   ``synchronize`` (the sample is the GPU time between the events, launch gaps included);
   MPS: ``torch.mps.synchronize()`` before and after each call, ``perf_counter`` around it;
 * ``iters`` is a minimum: with ``min_seconds`` timing goes on until the samples add up to that much;
-  ``max_seconds`` caps the whole call (warm-up included), though at least one sample is always taken.
+  ``max_seconds`` caps the whole call (warm-up included), though at least one sample is always taken;
+* the process's minor page faults during the timed calls are counted (``getrusage``, outside the clock;
+  None where the platform has no count): a forward pass that faults on every call pays the kernel to map
+  and zero its memory again (glibc handing large freed blocks back), docs/prediction.md.
 
 The user's model is never changed: when it has to move to another device or dtype, a deep copy is
 moved; otherwise the model runs as it is and its buffers (BatchNorm statistics in training mode ...)
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,6 +80,8 @@ class Measurement:
     # what ran the model when it was not PyTorch eager (both None then, and left out of as_dict):
     runtime: str | None = None  # e.g. "onnxruntime 1.32.0"
     provider: str | None = None  # e.g. "CPUExecutionProvider"
+    # minor page faults of the process per timed call, on average (None: not counted on this platform)
+    page_faults_per_call: float | None = None
 
     def __post_init__(self) -> None:
         if not self.samples_seconds:
@@ -135,6 +141,7 @@ class Measurement:
             "p99_seconds": self.p99_seconds,
             "throughput_per_s": self.throughput_per_s,
             "percentile_method": "linear",
+            "page_faults_per_call": self.page_faults_per_call,
         }
         if self.runtime is not None:
             data["runtime"] = self.runtime
@@ -146,6 +153,19 @@ class Measurement:
 
 
 # ---- timing a callable -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What :func:`timed_calls` took: seconds per timed call, and the process's minor page faults during the
+    timed calls (None where the platform does not count them)."""
+
+    samples_seconds: tuple[float, ...]
+    page_faults: int | None
+
+    @property
+    def page_faults_per_call(self) -> float | None:
+        return None if self.page_faults is None else self.page_faults / len(self.samples_seconds)
 
 
 def time_callable(
@@ -163,8 +183,23 @@ def time_callable(
     At least ``iters`` samples; with ``min_seconds``, more until the samples sum to ``min_seconds``;
     ``max_seconds`` stops both warm-up and timing once this much wall time has passed since the call
     began (one warm-up call and one sample are always made). ``device`` picks the clock (see the
-    module docstring).
+    module docstring). :func:`timed_calls` also counts page faults.
     """
+    return timed_calls(fn, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
+                       device=device, progress=progress).samples_seconds
+
+
+def timed_calls(
+    fn: Callable[[], Any],
+    *,
+    warmup: int,
+    iters: int,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> Timed:
+    """:func:`time_callable`'s samples and the minor page faults of the timed calls (not of the warm-up)."""
     warmup = whole_number(warmup, "warmup", minimum=0)
     iters = whole_number(iters, "iters", minimum=1)
     min_seconds = _seconds(min_seconds, "min_seconds")
@@ -187,8 +222,12 @@ def time_callable(
     one = clock(kind)
     samples: list[float] = []
     total = 0.0
+    faults: int | None = 0 if minor_page_faults() is not None else None
     while True:
+        before = minor_page_faults()
         sample = one(fn)
+        if faults is not None:
+            faults += (minor_page_faults() or 0) - (before or 0)
         samples.append(sample)
         total += sample
         target = iters
@@ -199,7 +238,16 @@ def time_callable(
             break
         if out_of_time():
             break
-    return tuple(samples)
+    return Timed(tuple(samples), faults)
+
+
+def minor_page_faults() -> int | None:
+    """The minor page faults of this process so far (``getrusage``; all its threads), None on Windows."""
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def clock(kind: str) -> Callable[[Callable[[], Any]], float]:
@@ -342,7 +390,7 @@ def _measure_prepared(
 
     try:
         with torch.inference_mode():
-            samples = time_callable(
+            timed = timed_calls(
                 forward, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
                 device=dev, progress=progress,
             )
@@ -351,12 +399,13 @@ def _measure_prepared(
     except Exception as e:
         raise ModelError(f"the model raised {type(e).__name__} while being measured: {e}") from e
     return Measurement(
-        samples_seconds=samples,
+        samples_seconds=timed.samples_seconds,
         batch_size=batch_size_of(args, kwargs),
         device=str(dev),
         dtype=_run_dtype(model, dt),
         threads=torch.get_num_threads(),
         warmup=max(1, warmup),
+        page_faults_per_call=timed.page_faults_per_call,
     )
 
 
