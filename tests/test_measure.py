@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import mmap
+import sys
 import time
 
 import pytest
@@ -23,8 +26,11 @@ from rooflens.measurement import (
     profile_operators,
     sweep,
     time_callable,
+    timed_calls,
 )
 from rooflens.measurement import profile as prof_mod
+from rooflens.report.document import RENDERERS
+from rooflens.report.measure_render import FAULTS_NOTE, bench_document, faults_note
 from rooflens.types import ZERO, OpRecord
 
 SLEEP = 0.002
@@ -239,6 +245,54 @@ def test_achieved_flops_and_bandwidth() -> None:
     assert no_hw.compute_utilisation is None and no_hw.efficiency is None
     with pytest.raises(InputError, match="batch size"):
         achieved(m, rooflens.analyze(model, input_size=(4, 3, 8, 8)))
+
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="getrusage counts page faults on POSIX systems only")
+def test_timed_calls_count_the_page_faults_of_the_timed_calls() -> None:
+    pages = 256  # a fresh anonymous mapping touched once per page: 256 minor faults per call, none in a no-op
+    size = pages * mmap.PAGESIZE
+
+    def fault() -> None:
+        with mmap.mmap(-1, size) as region:
+            for offset in range(0, size, mmap.PAGESIZE):
+                region[offset] = 1
+
+    faulting = timed_calls(fault, warmup=3, iters=5)
+    assert faulting.page_faults is not None and len(faulting.samples_seconds) == 5
+    assert pages <= faulting.page_faults_per_call < 2 * pages  # the warm-up's faults are not counted
+    quiet = timed_calls(lambda: None, warmup=1, iters=5)
+    assert quiet.page_faults_per_call is not None and quiet.page_faults_per_call < pages / 4
+
+
+def _bench_report(model: nn.Module, batch: int, samples: tuple[float, ...], faults: float | None) -> rooflens.Report:
+    m = Measurement(samples, batch_size=batch, device="cpu", dtype="float32", threads=1, warmup=1,
+                    page_faults_per_call=faults)
+    return dataclasses.replace(rooflens.analyze(model, input_size=(batch, 3, 8, 8), hardware="xeon-8480"),
+                               measurement=m)
+
+
+def test_bench_table_golden_with_page_faults(golden) -> None:
+    torch.manual_seed(0)
+    model = Small().eval()
+    reports = [_bench_report(model, 1, (0.001, 0.002, 0.003), 12.0),
+               _bench_report(model, 8, (0.010, 0.012, 0.014), 9_000.0)]
+    doc = bench_document(reports, device="cpu", threads=1, dtype="float32")
+    golden("bench_faults.txt", RENDERERS["table"](doc, 140))
+    data = doc.data()
+    assert [b["page_faults_per_call"] for b in data["batches"]] == [12.0, 9_000.0]
+
+
+def test_faults_note_fires_at_five_percent_of_the_median_at_one_microsecond_a_fault() -> None:
+    def m(faults: float | None) -> Measurement:
+        return Measurement((0.1,), batch_size=1, device="cpu", dtype=None, threads=1, warmup=1,
+                           page_faults_per_call=faults)
+
+    assert faults_note([m(None)]) is None  # not counted: no column, no note
+    assert faults_note([m(4_999.0)]) == FAULTS_NOTE  # 4,999 x 1 us = 4.999 ms < 5 % of 100 ms
+    note = faults_note([m(4_999.0), m(5_000.0)])  # 5,000 x 1 us = 5 ms = 5 % of 100 ms
+    assert note is not None and "faults 5,000 times per call" in note and "5 % of the median 100" in note
+    assert "MALLOC_TRIM_THRESHOLD_" in note and "jemalloc" in note
 
 
 # ---- per-operator profile -------------------------------------------------------------------------

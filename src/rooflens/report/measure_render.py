@@ -21,12 +21,17 @@ if TYPE_CHECKING:
     from rooflens.report.report import Report
 
 BENCH_NUMERIC = frozenset({
-    "Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s", "Roofline", "Efficiency",
+    "Batch", "Median", "p90", "p99", "Mean", "Std", "Faults", "Samples/s", "FLOP/s", "Bytes/s", "Roofline", "Efficiency",
     "% peak", "Measured", "Lost", "Records", "Calibrated", "Error",
 })
 BENCH_NOTE = ("Latency per forward call (the first call is never timed); FLOP/s and Bytes/s: counted work / "
               "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak; "
               "Calibrated (measured devices): the predicted latency, Error = (predicted - measured) / measured")
+FAULTS_NOTE = "Faults: the process's minor page faults per timed call"
+# a fault maps a page in and the kernel zeroes it: 1-4 µs each where bench/page_faults.py measured it (about
+# 2 µs in the models that fault most); the note warns when even at 1 µs a fault they would be 5 % of the median
+FAULT_SECONDS = 1e-6
+FAULT_SHARE = 0.05
 
 
 def _measured(report: Report) -> tuple[MeasurementLike, Achieved]:
@@ -43,7 +48,10 @@ def bench_table(
     roofline and efficiency, and the calibrated estimate and its error when the device was measured."""
     measured = [(*_measured(r), r.calibrated.total_seconds if r.calibrated is not None else None) for r in reports]
     roof = any(a.roofline_seconds is not None for _, a, _ in measured)
-    headers: tuple[str, ...] = ("Batch", "Median", "p90", "p99", "Mean", "Std", "Samples/s", "FLOP/s", "Bytes/s")
+    faults = any(m.page_faults_per_call is not None for m, _, _ in measured)
+    headers: tuple[str, ...] = ("Batch", "Median", "p90", "p99", "Mean", "Std")
+    headers += ("Faults",) if faults else ()
+    headers += ("Samples/s", "FLOP/s", "Bytes/s")
     if roof:
         headers += ("Roofline", "Efficiency", "% peak")
     if any(est is not None for _, _, est in measured):
@@ -51,8 +59,10 @@ def bench_table(
     rows = []
     for m, a, est in measured:
         row = [str(m.batch_size), seconds_text(m.median_seconds), seconds_text(m.p90_seconds),
-               seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds),
-               f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), bytes3(a.bytes_per_s, byte_unit, "B/s")]
+               seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds)]
+        if faults:
+            row.append("-" if m.page_faults_per_call is None else f"{m.page_faults_per_call:,.0f}")
+        row += [f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), bytes3(a.bytes_per_s, byte_unit, "B/s")]
         if roof:
             row += [seconds_text(a.roofline_seconds) if a.roofline_seconds is not None else "-",
                     share_text(a.efficiency), share_text(a.compute_utilisation)]
@@ -61,6 +71,25 @@ def bench_table(
                 seconds_text(est), f"{100 * (est - m.median_seconds) / m.median_seconds:+.1f}%"]
         rows.append(row)
     return headers, rows
+
+
+def faults_note(measurements: Sequence[MeasurementLike]) -> str | None:
+    """What the Faults column means, and the allocator advice where faulting costs time: when even at 1 µs a
+    fault the faults of a call would be 5 % of its median, for the batch where they weigh most."""
+    counted = [m for m in measurements if m.page_faults_per_call is not None]
+    if not counted:
+        return None
+    m = max(counted, key=lambda m: (m.page_faults_per_call or 0) / m.median_seconds)
+    faults = m.page_faults_per_call or 0
+    share = faults * FAULT_SECONDS / m.median_seconds
+    if round(share, 9) < FAULT_SHARE:
+        return FAULTS_NOTE
+    return (f"{FAULTS_NOTE}. At batch {m.batch_size} the forward faults {faults:,.0f} times per call: the "
+            "allocator hands large freed blocks back to the kernel, which maps and zeroes them again on the next "
+            f"call (at 1 µs a fault, {100 * share:.0f} % of the median "
+            f"{seconds_text(m.median_seconds)}). Deployments that keep the memory run faster and steadier: with "
+            "glibc set MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000, or preload jemalloc "
+            "or tcmalloc, and measure again (docs/prediction.md#page-faults)")
 
 
 PROFILE_COLUMNS = ("Module", "Type", "Measured", "Roofline", "Efficiency", "FLOP/s", "Lost")
@@ -107,6 +136,8 @@ def bench_document(
         title += f"; roofline on {hw.name}"
     headers, rows = bench_table(reports, byte_unit or ByteUnit.SI)
     blocks: list[Block] = [Heading(title), Grid(headers, rows, BENCH_NUMERIC), Note(BENCH_NOTE)]
+    if (note := faults_note([_measured(r)[0] for r in reports])) is not None:
+        blocks.append(Note(note))
     if profile is not None:
         order = "most time lost against the roofline first" if hw is not None else "most time first"
         blocks += [Gap(), Heading(f"per module at batch {_measured(first)[0].batch_size}, {order}"),
