@@ -63,6 +63,7 @@ from rooflens.analysis.calibrated import Calibration, calibrate, predict
 from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
+from rooflens.measurement.timer import allocator_settings
 from rooflens.types import Cost, OpRecord, TensorKind, TensorMeta
 
 # (name, family): torchvision constructors, or "bert:<layers>x<hidden>" encoders from a BertConfig
@@ -86,7 +87,6 @@ QUICK_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "e
 SEQUENCE = 128  # tokens per sequence of the encoders
 # --keep-memory: glibc keeps freed memory instead of handing it back to the kernel (no page faults per forward)
 KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
-ALLOCATOR_VARIABLES = (*KEEP_MEMORY, "LD_PRELOAD")
 
 
 def build(name: str, batch: int) -> tuple[torch.nn.Module, Any]:
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         data = { "host": platform.node(), "torch": torch.__version__,
                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "load_before": os.getloadavg()[0], "by_threads": {},
-                "allocator": {k: os.environ[k] for k in ALLOCATOR_VARIABLES if k in os.environ}}
+                "allocator": allocator_settings()}
         if args.data and Path(args.data).exists():  # resume and top up what was collected before
             data = json.loads(Path(args.data).read_text())
         for threads in thread_counts:
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
-    allocator = ", ".join(f"{k}={v}" for k, v in data.get("allocator", {}).items()) or "glibc defaults"
+    allocator = ", ".join(f"{k}={v}" for k, v in data.get("allocator", {}).items()) or "the default allocator"
     print(f"\nallocator: {allocator}")
     print(f"machine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
           f"before {data['load_before']:.2f}, after {data.get('load_after', float('nan')):.2f}; "

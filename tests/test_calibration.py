@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -123,6 +125,11 @@ def test_calibrate_device_trains_a_predictor_reports_use(small_plan):
     # whole passes against their profiled operators' sum: measured, so only its sense is fixed (the profiler
     # adds microseconds per operator, the framework's work between operators adds to the plain pass)
     assert 0.2 < made["plain_over_profiled"] < 5.0
+    # the plain passes' minor page faults (counted wherever getrusage is) and the allocator's settings as set
+    faults = made.get("page_faults_per_call")
+    assert sys.platform == "win32" or (faults is not None and 0 <= faults["median"] <= faults["max"])
+    assert made["allocator"] == {k: v for k, v in os.environ.items() if k in ("MALLOC_MMAP_THRESHOLD_",
+                                 "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "LD_PRELOAD") and v}
     # 40 elementwise samples get their own trees; 8 dense and 8 depthwise convolutions (under 30) the pooled ones
     assert set(predictor.ensembles) == {"all", "elementwise"}
     assert seen[-1] == ("training", 1.0) and any(stage.startswith("sampling conv-0-b1") for stage, _ in seen)

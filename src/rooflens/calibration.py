@@ -42,6 +42,7 @@ from rooflens.hardware.spec import HardwareSpec
 from rooflens.measurement import benchmark, measure, profile_operators
 from rooflens.measurement.blocks import generate, schedule
 from rooflens.measurement.microbench import machine_name
+from rooflens.measurement.timer import allocator_settings
 from rooflens.report.report import Report
 
 Progress = Callable[[str, float], None]
@@ -96,7 +97,8 @@ def sample_network(
     samples = [Sample.of(record, seconds or 0.0, source, family)
                for record, seconds in zip(report.records, profile.record_seconds, strict=True)]
     calls = sum(node.calls for path, node in report.modules.items() if path)
-    network = Network(source, family, plain.median_seconds, profile.matched_seconds, len(report.records), calls)
+    network = Network(source, family, plain.median_seconds, profile.matched_seconds, len(report.records), calls,
+                      plain.page_faults_per_call)
     return samples, network
 
 
@@ -157,6 +159,10 @@ def calibrate_device(
     }
     if ratios:  # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
         provenance["plain_over_profiled"] = round(statistics.median(ratios), 3)
+    faults = [n.page_faults_per_call for n in networks if n.page_faults_per_call is not None]
+    if faults:  # the plain passes' page faults (a faulting process's labels carry the cost of its faults)
+        provenance["page_faults_per_call"] = {"median": round(statistics.median(faults), 1), "max": max(faults)}
+    provenance["allocator"] = allocator_settings()
     predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
 

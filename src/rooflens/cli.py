@@ -1025,10 +1025,14 @@ def cmd_hw_calibrate(args: argparse.Namespace) -> Document:
     doc = devices_document([spec], _byte_unit(args))
     made = predictor_of(spec).provenance
     use = args.save or "FILE.toml (--save)"
+    allocator = " ".join(f"{k}={v}" for k, v in made.get("allocator", {}).items()) or "the default allocator"
+    faults = made.get("page_faults_per_call")
+    faulted = (f"; the plain passes page-faulted {faults['median']:,.0f} times per call (median; most "
+               f"{faults['max']:,.0f})" if faults else "")
     return replace(doc, blocks=(*doc.blocks, Gap(), Note(
         f"Learned latency predictor: {made.get('samples')} operators timed in {made.get('networks')} networks "
-        f"({made.get('mode')} mode, {made.get('threads')} threads, {made.get('seconds')} s). "
-        f"Use it: rooflens roofline MODEL --hw {use}")))
+        f"({made.get('mode')} mode, {made.get('threads')} threads, {made.get('seconds')} s, with {allocator}"
+        f"{faulted}). Use it: rooflens roofline MODEL --hw {use}")))
 
 
 def _emit(text: str, output: str | None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import sys
 import time
@@ -239,6 +240,15 @@ def timed_calls(
         if out_of_time():
             break
     return Timed(tuple(samples), faults)
+
+
+ALLOCATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "LD_PRELOAD")
+
+
+def allocator_settings() -> dict[str, str]:
+    """The environment variables that decide how this process's memory allocator hands memory back (glibc's
+    thresholds, a preloaded jemalloc or tcmalloc), as set; empty: the platform's defaults."""
+    return {k: os.environ[k] for k in ALLOCATOR_VARIABLES if os.environ.get(k)}
 
 
 def minor_page_faults() -> int | None:
