@@ -20,15 +20,19 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from rooflens.measurement.timer import minor_page_faults
+from rooflens.report.measure_render import KEEP_MEMORY_ENV
+
 DEFAULT_MODELS = "mobilenet_v2:8,efficientnet_b0:1,regnet_y_400mf:1,resnet50:8,resnet18:1"
-NO_RELEASE = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
 
 
 def child(name: str, batch: int, threads: int, calls: int, warmup: int) -> dict[str, Any]:
@@ -43,11 +47,11 @@ def child(name: str, batch: int, threads: int, calls: int, warmup: int) -> dict[
     seconds, faults = [], []
     with torch.inference_mode():
         for _ in range(calls):
-            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            f0 = minor_page_faults()
             t0 = time.perf_counter()
             model(x)
             seconds.append(time.perf_counter() - t0)
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            faults.append(minor_page_faults() - f0)
     return {"median_s": statistics.median(seconds[warmup:]), "faults": statistics.median(faults[warmup:])}
 
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.models.split(","):
         name, batch = item.split(":")
         default = [run(name, int(batch), args, {}) for _ in range(args.processes)]
-        kept = [run(name, int(batch), args, NO_RELEASE) for _ in range(args.processes)]
+        kept = [run(name, int(batch), args, KEEP_MEMORY_ENV) for _ in range(args.processes)]
         row = {"model": name, "batch": int(batch), "default": default, "no_release": kept}
         rows.append(row)
 

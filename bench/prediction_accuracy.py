@@ -64,6 +64,7 @@ from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
 from rooflens.measurement.timer import allocator_settings
+from rooflens.report.measure_render import KEEP_MEMORY_ENV
 from rooflens.types import Cost, OpRecord, TensorKind, TensorMeta
 
 # (name, family): torchvision constructors, or "bert:<layers>x<hidden>" encoders from a BertConfig
@@ -85,8 +86,6 @@ MODELS: list[tuple[str, str]] = [
 QUICK_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
                 "densenet121", "shufflenet_v2_x1_0", "squeezenet1_0", "googlenet", "alexnet", "bert:4x256"]
 SEQUENCE = 128  # tokens per sequence of the encoders
-# --keep-memory: glibc keeps freed memory instead of handing it back to the kernel (no page faults per forward)
-KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
 
 
 def build(name: str, batch: int) -> tuple[torch.nn.Module, Any]:
@@ -380,7 +379,8 @@ def render(threads: int, result: dict[str, Any]) -> None:
               + " ".join(f"{r[k] * 1e3:>9.2f} {100 * (r[k] / m - 1):>+6.1f}%" for k in ("learned_s", "analytic_s", "roofline_s")))
     faulted = sorted((r["faults"], r["case"]) for r in result["rows"] if r.get("faults") is not None)
     if faulted:
-        print(f"minor page faults per forward (median of a case's processes): median {faulted[len(faulted) // 2][0]:.0f}, "
+        print(f"minor page faults per forward (median of a case's processes): median "
+              f"{statistics.median(f for f, _ in faulted):.0f}, "
               f"{sum(f > 100 for f, _ in faulted)} of {len(faulted)} cases above 100, most {faulted[-1][0]:.0f} "
               f"({faulted[-1][1]})")
     n = result["noise"]
@@ -424,16 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", default="first", help="the samples' seconds: of the first profile (first), of "
                     "round:K, or the median over the profiles (median)")
     ap.add_argument("--keep-memory", action="store_true", help="run with glibc keeping freed memory "
-                    f"({', '.join(f'{k}={v}' for k, v in KEEP_MEMORY.items())}): no page faults per forward")
+                    f"({', '.join(f'{k}={v}' for k, v in KEEP_MEMORY_ENV.items())}): no page faults per forward")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.keep_memory and any(os.environ.get(k) != v for k, v in KEEP_MEMORY.items()):
+    if args.keep_memory and any(os.environ.get(k) != v for k, v in KEEP_MEMORY_ENV.items()):
         # glibc reads the variables when the process starts: start again with them (the children inherit them)
         argv = sys.argv[1:] if argv is None else argv
-        os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **KEEP_MEMORY})
+        os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **KEEP_MEMORY_ENV})
     warnings.filterwarnings("ignore")
     thread_counts = [int(t) for t in args.threads.split(",")]
     if args.child:
@@ -454,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
                 "allocator": allocator_settings()}
         if args.data and Path(args.data).exists():  # resume and top up what was collected before
             data = json.loads(Path(args.data).read_text())
+            if data.get("allocator", {}) != allocator_settings():
+                raise SystemExit(f"{args.data} was collected with the allocator settings {data.get('allocator', {})}, "
+                                 f"this run has {allocator_settings()}: topping it up would mix them")
         for threads in thread_counts:
             before = data["by_threads"].get(str(threads))
             hw = args.hw

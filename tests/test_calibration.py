@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import pytest
@@ -17,6 +16,7 @@ from rooflens.analysis.predictor import FEATURES, predictor_of
 from rooflens.cli import main
 from rooflens.hardware import load_file
 from rooflens.measurement.blocks import GENERIC_SHARE, TEMPLATES, generate, schedule
+from rooflens.measurement.timer import ALLOCATOR_VARIABLES, allocator_settings
 
 from _state import assert_same_state, state
 
@@ -113,7 +113,10 @@ def small_plan(monkeypatch):
                                                               budget_seconds=60.0))
 
 
-def test_calibrate_device_trains_a_predictor_reports_use(small_plan):
+def test_calibrate_device_trains_a_predictor_reports_use(small_plan, monkeypatch):
+    for name in ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     seen = []
     spec = calibration.calibrate_device(spec=make_spec(), quick=True, threads=1,
                                         progress=lambda stage, share: seen.append((stage, share)))
@@ -128,14 +131,24 @@ def test_calibrate_device_trains_a_predictor_reports_use(small_plan):
     # the plain passes' minor page faults (counted wherever getrusage is) and the allocator's settings as set
     faults = made.get("page_faults_per_call")
     assert sys.platform == "win32" or (faults is not None and 0 <= faults["median"] <= faults["max"])
-    assert made["allocator"] == {k: v for k, v in os.environ.items() if k in ("MALLOC_MMAP_THRESHOLD_",
-                                 "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "LD_PRELOAD") and v}
+    assert made["allocator"] == {"MALLOC_ARENA_MAX": "2"}
     # 40 elementwise samples get their own trees; 8 dense and 8 depthwise convolutions (under 30) the pooled ones
     assert set(predictor.ensembles) == {"all", "elementwise"}
     assert seen[-1] == ("training", 1.0) and any(stage.startswith("sampling conv-0-b1") for stage, _ in seen)
     report = rooflens.analyze(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), input_size=(1, 3, 32, 32), hardware=spec)
     # learned, and never under the roofline (tiny operators can sit on it)
     assert report.calibrated.method == "learned" and report.calibrated.total_seconds >= report.roofline.total_seconds
+
+
+def test_allocator_settings_name_what_is_set_and_the_preloaded_libraries_by_file(monkeypatch):
+    for name in ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert allocator_settings() == {}
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000000")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "")  # empty: not set
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/opt/libfoo.so")
+    assert allocator_settings() == {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000000",
+                                    "LD_PRELOAD": "libjemalloc.so.2 libfoo.so"}
 
 
 def test_median_samples_take_each_operators_median_over_the_passes_that_timed_it():

@@ -26,9 +26,9 @@ from rooflens.measurement import (
     profile_operators,
     sweep,
     time_callable,
-    timed_calls,
 )
 from rooflens.measurement import profile as prof_mod
+from rooflens.measurement.timer import timed_calls
 from rooflens.report.document import RENDERERS
 from rooflens.report.measure_render import FAULTS_NOTE, bench_document, faults_note
 from rooflens.types import ZERO, OpRecord
@@ -258,9 +258,10 @@ def test_timed_calls_count_the_page_faults_of_the_timed_calls() -> None:
             for offset in range(0, size, mmap.PAGESIZE):
                 region[offset] = 1
 
-    faulting = timed_calls(fault, warmup=3, iters=5)
+    faulting = timed_calls(fault, warmup=20, iters=5)
     assert faulting.page_faults is not None and len(faulting.samples_seconds) == 5
-    assert pages <= faulting.page_faults_per_call < 2 * pages  # the warm-up's faults are not counted
+    # the warm-up's faults are not counted: with them it would be (20 + 5) x 256 / 5 = 1,280 per call
+    assert pages <= faulting.page_faults_per_call < 2 * pages
     quiet = timed_calls(lambda: None, warmup=1, iters=5)
     assert quiet.page_faults_per_call is not None and quiet.page_faults_per_call < pages / 4
 
@@ -276,11 +277,12 @@ def test_bench_table_golden_with_page_faults(golden) -> None:
     torch.manual_seed(0)
     model = Small().eval()
     reports = [_bench_report(model, 1, (0.001, 0.002, 0.003), 12.0),
+               _bench_report(model, 4, (0.004, 0.005, 0.006), None),  # not counted: "-"
                _bench_report(model, 8, (0.010, 0.012, 0.014), 9_000.0)]
     doc = bench_document(reports, device="cpu", threads=1, dtype="float32")
     golden("bench_faults.txt", RENDERERS["table"](doc, 140))
     data = doc.data()
-    assert [b["page_faults_per_call"] for b in data["batches"]] == [12.0, 9_000.0]
+    assert [b["page_faults_per_call"] for b in data["batches"]] == [12.0, None, 9_000.0]
 
 
 def test_faults_note_fires_at_five_percent_of_the_median_at_one_microsecond_a_fault() -> None:
@@ -292,7 +294,14 @@ def test_faults_note_fires_at_five_percent_of_the_median_at_one_microsecond_a_fa
     assert faults_note([m(4_999.0)]) == FAULTS_NOTE  # 4,999 x 1 us = 4.999 ms < 5 % of 100 ms
     note = faults_note([m(4_999.0), m(5_000.0)])  # 5,000 x 1 us = 5 ms = 5 % of 100 ms
     assert note is not None and "faults 5,000 times per call" in note and "5 % of the median 100" in note
-    assert "MALLOC_TRIM_THRESHOLD_" in note and "jemalloc" in note
+    assert "MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000" in note and "jemalloc" in note
+
+    class Plain:  # a measurement-like object without the attribute (MeasurementLike does not require it)
+        batch_size, median_seconds = 1, 0.1
+
+    assert faults_note([Plain()]) is None  # type: ignore[list-item]
+    zero = Measurement((0.0,), batch_size=1, device="cpu", dtype=None, threads=1, warmup=1, page_faults_per_call=9.0)
+    assert faults_note([zero]) == FAULTS_NOTE  # a zero median (a clock too coarse): no share to speak of
 
 
 # ---- per-operator profile -------------------------------------------------------------------------

@@ -21,11 +21,11 @@ from rooflens.measurement.profile import (
     module_rows,
     profile_operators,
 )
-from rooflens.measurement.timer import Measurement, Timed, measure, percentile, sweep, time_callable, timed_calls
+from rooflens.measurement.timer import Measurement, measure, percentile, sweep, time_callable
 from rooflens.report.measured import Achieved, achieved  # derived from a Report: computed in the report layer
 
 __all__ = [
     "Achieved", "EnergyMeasurement", "EnergyMeter", "EnergyReading", "Measurement", "ModuleProfile", "ModuleRow",
-    "OperatorProfile", "Timed", "UnmatchedEvent", "achieved", "benchmark", "measure", "measure_energy", "measure_model_energy",
-    "module_rows", "percentile", "probe_energy", "profile_operators", "sweep", "time_callable", "timed_calls",
+    "OperatorProfile", "UnmatchedEvent", "achieved", "benchmark", "measure", "measure_energy", "measure_model_energy",
+    "module_rows", "percentile", "probe_energy", "profile_operators", "sweep", "time_callable",
 ]

@@ -323,7 +323,7 @@ def measure_onnx(
         warmup=max(1, warmup),
         runtime=runtime_version(),
         provider=PROVIDERS[provider],
-        page_faults_per_call=timed.page_faults_per_call,
+        page_faults_per_call=timed.page_faults_per_call if provider == "cpu" else None,
     )
 
 

@@ -8,9 +8,9 @@ Rules every timing here follows:
   MPS: ``torch.mps.synchronize()`` before and after each call, ``perf_counter`` around it;
 * ``iters`` is a minimum: with ``min_seconds`` timing goes on until the samples add up to that much;
   ``max_seconds`` caps the whole call (warm-up included), though at least one sample is always taken;
-* the process's minor page faults during the timed calls are counted (``getrusage``, outside the clock;
-  None where the platform has no count): a forward pass that faults on every call pays the kernel to map
-  and zero its memory again (glibc handing large freed blocks back), docs/prediction.md.
+* on the CPU the process's minor page faults during the timed calls are counted (``getrusage``, outside
+  the clock; None on a GPU and on Windows): a forward pass that faults on every call pays the kernel to
+  map and zero its memory again (glibc handing large freed blocks back), docs/prediction.md.
 
 The user's model is never changed: when it has to move to another device or dtype, a deep copy is
 moved; otherwise the model runs as it is and its buffers (BatchNorm statistics in training mode ...)
@@ -223,12 +223,13 @@ def timed_calls(
     one = clock(kind)
     samples: list[float] = []
     total = 0.0
-    faults: int | None = 0 if minor_page_faults() is not None else None
+    counting = kind == "cpu" and sys.platform != "win32"  # host faults against a GPU's clock would mislead
+    faults = 0
     while True:
-        before = minor_page_faults()
+        before = minor_page_faults() if counting else 0
         sample = one(fn)
-        if faults is not None:
-            faults += (minor_page_faults() or 0) - (before or 0)
+        if counting:
+            faults += minor_page_faults() - before
         samples.append(sample)
         total += sample
         target = iters
@@ -239,22 +240,26 @@ def timed_calls(
             break
         if out_of_time():
             break
-    return Timed(tuple(samples), faults)
+    return Timed(tuple(samples), faults if counting else None)
 
 
-ALLOCATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "LD_PRELOAD")
+# what decides whether the allocator hands freed memory back: glibc's variables and tunables, jemalloc's
+# options, a preloaded allocator
+ALLOCATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX",
+                       "GLIBC_TUNABLES", "MALLOC_CONF", "LD_PRELOAD")
 
 
 def allocator_settings() -> dict[str, str]:
-    """The environment variables that decide how this process's memory allocator hands memory back (glibc's
-    thresholds, a preloaded jemalloc or tcmalloc), as set; empty: the platform's defaults."""
-    return {k: os.environ[k] for k in ALLOCATOR_VARIABLES if os.environ.get(k)}
+    """This process's allocator settings from :data:`ALLOCATOR_VARIABLES`, those that are set (``LD_PRELOAD``:
+    the preloaded libraries' file names, without their directories); empty: the platform's defaults."""
+    found = {k: os.environ[k] for k in ALLOCATOR_VARIABLES if os.environ.get(k)}
+    if "LD_PRELOAD" in found:
+        found["LD_PRELOAD"] = " ".join(os.path.basename(lib) for lib in found["LD_PRELOAD"].replace(":", " ").split())
+    return found
 
 
-def minor_page_faults() -> int | None:
-    """The minor page faults of this process so far (``getrusage``; all its threads), None on Windows."""
-    if sys.platform == "win32":
-        return None
+def minor_page_faults() -> int:
+    """The minor page faults of this process so far, all its threads (``getrusage``; POSIX only)."""
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)

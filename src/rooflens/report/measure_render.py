@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rooflens.errors import InputError
 from rooflens.report.document import Block, Document, Gap, Grid, Heading, Note
 from rooflens.report.markup import grid_csv
-from rooflens.report.measured import Achieved, MeasurementLike, ProfileLike, ProfileRowLike
+from rooflens.report.measured import Achieved, MeasurementLike, ProfileLike, ProfileRowLike, page_faults_per_call
 from rooflens.report.table import share_text
 from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
 
@@ -28,10 +28,12 @@ BENCH_NOTE = ("Latency per forward call (the first call is never timed); FLOP/s 
               "median; Efficiency = roofline time / measured; % peak = achieved FLOP/s / the device's peak; "
               "Calibrated (measured devices): the predicted latency, Error = (predicted - measured) / measured")
 FAULTS_NOTE = "Faults: the process's minor page faults per timed call"
+# glibc keeps freed memory with these (a process reads them when it starts): no page faults per forward
+KEEP_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
 # a fault maps a page in and the kernel zeroes it: 1-4 µs each where bench/page_faults.py measured it (about
-# 2 µs in the models that fault most); the note warns when even at 1 µs a fault they would be 5 % of the median
-FAULT_SECONDS = 1e-6
-FAULT_SHARE = 0.05
+# 2 µs in the models that fault most). The note advises when even at 1 µs a fault they would be 5 % of the
+# median: at 50,000 faults per second of median or more.
+FAULTS_PER_SECOND = 50_000
 
 
 def _measured(report: Report) -> tuple[MeasurementLike, Achieved]:
@@ -48,7 +50,7 @@ def bench_table(
     roofline and efficiency, and the calibrated estimate and its error when the device was measured."""
     measured = [(*_measured(r), r.calibrated.total_seconds if r.calibrated is not None else None) for r in reports]
     roof = any(a.roofline_seconds is not None for _, a, _ in measured)
-    faults = any(m.page_faults_per_call is not None for m, _, _ in measured)
+    faults = any(page_faults_per_call(m) is not None for m, _, _ in measured)
     headers: tuple[str, ...] = ("Batch", "Median", "p90", "p99", "Mean", "Std")
     headers += ("Faults",) if faults else ()
     headers += ("Samples/s", "FLOP/s", "Bytes/s")
@@ -61,7 +63,7 @@ def bench_table(
         row = [str(m.batch_size), seconds_text(m.median_seconds), seconds_text(m.p90_seconds),
                seconds_text(m.p99_seconds), seconds_text(m.mean_seconds), seconds_text(m.std_seconds)]
         if faults:
-            row.append("-" if m.page_faults_per_call is None else f"{m.page_faults_per_call:,.0f}")
+            row.append("-" if (count := page_faults_per_call(m)) is None else f"{count:,.0f}")
         row += [f"{m.throughput_per_s:.1f}", si3(a.flops_per_s), bytes3(a.bytes_per_s, byte_unit, "B/s")]
         if roof:
             row += [seconds_text(a.roofline_seconds) if a.roofline_seconds is not None else "-",
@@ -76,20 +78,18 @@ def bench_table(
 def faults_note(measurements: Sequence[MeasurementLike]) -> str | None:
     """What the Faults column means, and the allocator advice where faulting costs time: when even at 1 µs a
     fault the faults of a call would be 5 % of its median, for the batch where they weigh most."""
-    counted = [m for m in measurements if m.page_faults_per_call is not None]
+    counted = [(faults, m) for m in measurements if (faults := page_faults_per_call(m)) is not None]
     if not counted:
         return None
-    m = max(counted, key=lambda m: (m.page_faults_per_call or 0) / m.median_seconds)
-    faults = m.page_faults_per_call or 0
-    share = faults * FAULT_SECONDS / m.median_seconds
-    if round(share, 9) < FAULT_SHARE:
+    faults, m = max(counted, key=lambda c: c[0] / c[1].median_seconds if c[1].median_seconds > 0 else 0.0)
+    if faults < FAULTS_PER_SECOND * m.median_seconds or m.median_seconds <= 0:
         return FAULTS_NOTE
-    return (f"{FAULTS_NOTE}. At batch {m.batch_size} the forward faults {faults:,.0f} times per call: the "
-            "allocator hands large freed blocks back to the kernel, which maps and zeroes them again on the next "
-            f"call (at 1 µs a fault, {100 * share:.0f} % of the median "
-            f"{seconds_text(m.median_seconds)}). Deployments that keep the memory run faster and steadier: with "
-            "glibc set MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000, or preload jemalloc "
-            "or tcmalloc, and measure again (docs/prediction.md#page-faults)")
+    keep = " ".join(f"{k}={v}" for k, v in KEEP_MEMORY_ENV.items())
+    return (f"{FAULTS_NOTE}. At batch {m.batch_size} the forward faults {faults:,.0f} times per call (at 1 µs a "
+            f"fault, {100e-6 * faults / m.median_seconds:.0f} % of the median {seconds_text(m.median_seconds)}). "
+            "Usually the allocator hands large freed blocks back to the kernel, which maps and zeroes them again "
+            f"on the next call; to keep the memory, set {keep} (glibc) or preload jemalloc or tcmalloc, and "
+            "measure again (docs/prediction.md#page-faults)")
 
 
 PROFILE_COLUMNS = ("Module", "Type", "Measured", "Roofline", "Efficiency", "FLOP/s", "Lost")

@@ -42,8 +42,6 @@ class MeasurementLike(Protocol):
     def p99_seconds(self) -> float: ...
     @property
     def throughput_per_s(self) -> float: ...
-    @property
-    def page_faults_per_call(self) -> float | None: ...
     def as_dict(self, *, samples: bool = True) -> dict[str, Any]: ...
 
 
@@ -139,6 +137,13 @@ class Achieved:
             "roofline_seconds": self.roofline_seconds,
             "efficiency": self.efficiency,
         }
+
+
+def page_faults_per_call(m: MeasurementLike) -> float | None:
+    """A measurement's minor page faults per timed call, None where it has none (not counted, or an object
+    without the attribute: it is not part of :class:`MeasurementLike`)."""
+    value = getattr(m, "page_faults_per_call", None)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def achieved(measurement: MeasurementLike, report: Report) -> Achieved:
