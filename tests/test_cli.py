@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -344,6 +345,26 @@ def test_bench_batches_json(capsys, model_file):
         assert b["throughput_per_s"] == pytest.approx(b["batch_size"] / b["median_seconds"])
         assert b["achieved"]["roofline_seconds"] > 0
         assert b["achieved"]["efficiency"] == pytest.approx(b["achieved"]["roofline_seconds"] / b["median_seconds"])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--keep-memory sets glibc's variables")
+def test_bench_keep_memory_measures_in_a_process_started_with_glibc_keeping_memory(capfd, model_file, monkeypatch):
+    from rooflens.measurement.timer import ALLOCATOR_VARIABLES
+
+    for name in ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    code = main(["bench", f"{model_file}:Net", "-i", "1,3,16,16", "--iters", "3", "--warmup", "1", "--threads", "1",
+                 "--keep-memory", "--no-energy", "-f", "json"])
+    out, err = capfd.readouterr()  # the child process writes to the same file descriptors
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["allocator"] == {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
+    assert data["batches"][0]["page_faults_per_call"] >= 0
+    code = main(["bench", f"{model_file}:Net", "-i", "1,3,16,16", "--iters", "3", "--warmup", "1", "--no-energy",
+                 "-f", "json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["allocator"] == {}  # as this process runs (the test removed the variables)
 
 
 def test_bench_per_op_table(capsys, model_file):

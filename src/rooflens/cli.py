@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -53,6 +55,7 @@ from rooflens.measurement.onnxrt import (
     profile_report,
     runtime_version,
 )
+from rooflens.measurement.timer import allocator_settings
 from rooflens.report.advice_render import advice_document
 from rooflens.report.compare import compare
 from rooflens.report.document import (
@@ -68,7 +71,7 @@ from rooflens.report.document import (
 from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
 from rooflens.report.llm_render import llm_document, plot_sweep
-from rooflens.report.measure_render import bench_document
+from rooflens.report.measure_render import KEEP_MEMORY_ENV, bench_document
 from rooflens.report.memory_render import memory_document, with_summary
 from rooflens.report.report import Report
 from rooflens.report.roofline_render import comparison_document
@@ -366,7 +369,15 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--no-energy", dest="energy", action="store_false",
                    help="do not measure energy (by default, where RAPL or NVML counters are readable, a further "
                    "2 s loop at the first batch size measures joules per inference beside the estimate)")
+    _keep_memory_option(p, "measure in a process whose allocator keeps freed memory")
     p.set_defaults(func=cmd_bench)
+
+
+def _keep_memory_option(p: argparse.ArgumentParser, what: str) -> None:
+    keep = " ".join(f"{k}={v}" for k, v in KEEP_MEMORY_ENV.items())
+    p.add_argument("--keep-memory", action="store_true",
+                   help=f"{what}: the command runs again in a new process with {keep} (glibc), so forward passes "
+                   "stop faulting their memory in on every call (see the Faults column; docs/prediction.md)")
 
 
 def _add_optimized(p: argparse.ArgumentParser) -> None:
@@ -918,7 +929,7 @@ def cmd_bench(args: argparse.Namespace) -> Document:
             bar.close()
         rows = measurement.module_rows(profile, depth=args.depth)
     doc = bench_document(reports, device=args.device, threads=args.threads, dtype=args.dtype, profile=profile,
-                         profile_rows=rows, byte_unit=_byte_unit(args))
+                         profile_rows=rows, byte_unit=_byte_unit(args), allocator=allocator_settings())
     return _with_energy(doc, args, model, reports[0], [(batches[0], *s) for s in per_sample]) if args.energy else doc
 
 
@@ -958,7 +969,7 @@ def _bench_onnx(args: argparse.Namespace, hw: HardwareSpec | None) -> Document:
             profile = profile_report(reports[0], nodes)
             rows = measurement.module_rows(profile, depth=args.depth)
     doc = bench_document(reports, device=f"{args.device}, {runtime_version()}", threads=args.threads,
-                         profile=profile, profile_rows=rows, byte_unit=_byte_unit(args))
+                         profile=profile, profile_rows=rows, byte_unit=_byte_unit(args), allocator=allocator_settings())
     if args.energy:
         doc = replace(doc, blocks=(*doc.blocks, Gap(), Note("Energy not measured: rooflens measures the energy of "
                                                             "torch models only (the estimate: rooflens energy)")))
@@ -1055,6 +1066,22 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def memory_kept() -> bool:
+    """Whether this process was started with glibc keeping freed memory (:data:`KEEP_MEMORY_ENV`)."""
+    return all(os.environ.get(k) == v for k, v in KEEP_MEMORY_ENV.items())
+
+
+def _run_keeping_memory(argv: list[str]) -> int:
+    """``--keep-memory``: the same command in a new process started with :data:`KEEP_MEMORY_ENV` (glibc reads
+    the variables when a process starts); its exit status."""
+    if platform.libc_ver()[0] != "glibc":
+        raise InputError("--keep-memory sets glibc's allocator variables, and this Python does not run on glibc: "
+                         "preload jemalloc or tcmalloc instead, or measure as it is")
+    sys.stdout.flush()
+    child = [sys.executable, "-c", "import sys; from rooflens.cli import main; sys.exit(main())", *argv]
+    return subprocess.run(child, env={**os.environ, **KEEP_MEMORY_ENV}, check=False).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 error, 1 unexpected failure)."""
     parser = build_parser()
@@ -1065,6 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], Document] = args.func
     debug = args.debug or bool(os.environ.get("ROOFLENS_DEBUG"))
     try:
+        if getattr(args, "keep_memory", False) and not memory_kept():
+            return _run_keeping_memory(sys.argv[1:] if argv is None else list(argv))
         _write(command(args), args)
         return EXIT_OK
     except RooflensError as e:

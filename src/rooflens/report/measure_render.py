@@ -7,7 +7,7 @@ measurement is read through the structural types of :mod:`rooflens.report.measur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rooflens.errors import InputError
@@ -126,9 +126,12 @@ def bench_document(
     profile: ProfileLike | None = None,
     profile_rows: Sequence[ProfileRowLike] = (),
     byte_unit: ByteUnit | None = None,
+    allocator: Mapping[str, str] | None = None,
 ) -> Document:
     """`rooflens bench`: a row per measured report (one per batch size, each with its ``measurement``) and,
-    with a ``profile`` of the first, a row per module (``profile_rows``); JSON and CSV in base units."""
+    with a ``profile`` of the first, a row per module (``profile_rows``); JSON and CSV in base units.
+    ``allocator``: the allocator settings the process ran with (``rooflens.measurement.timer.allocator_settings``),
+    said when there are any."""
     first = reports[0]
     hw = first.hardware
     title = f"{first.model} on {device}" + (f" ({threads} threads)" if threads else "")
@@ -138,6 +141,8 @@ def bench_document(
     blocks: list[Block] = [Heading(title), Grid(headers, rows, BENCH_NUMERIC), Note(BENCH_NOTE)]
     if (note := faults_note([_measured(r)[0] for r in reports])) is not None:
         blocks.append(Note(note))
+    if allocator:
+        blocks.append(Note("Allocator: " + " ".join(f"{k}={v}" for k, v in allocator.items())))
     if profile is not None:
         order = "most time lost against the roofline first" if hw is not None else "most time first"
         blocks += [Gap(), Heading(f"per module at batch {_measured(first)[0].batch_size}, {order}"),
@@ -146,6 +151,7 @@ def bench_document(
     def data() -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": first.model, "device": device, "threads": threads, "dtype": dtype,
+            "allocator": dict(allocator or {}),
             "hardware": hw.as_dict() if hw is not None else None,
             "batches": [{**m.as_dict(samples=False), "achieved": a.as_dict(),
                          "calibrated_seconds": r.calibrated.total_seconds if r.calibrated is not None else None}
