@@ -557,6 +557,7 @@ def _add_hw(sub: Any) -> None:
     cal.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     cal.add_argument("--from", dest="from_file", metavar="FILE.toml",
                      help="reuse the micro-benchmarks of a device measured before on this machine (`hw bench --save`)")
+    _keep_memory_option(cal, "calibrate in a process whose allocator keeps freed memory")
     cal.set_defaults(func=cmd_hw_calibrate)
 
 
