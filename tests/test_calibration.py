@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import sys
 
 import pytest
@@ -185,8 +186,10 @@ def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, 
     measured = tmp_path / "bench.toml"
     measured.write_text(make_spec().to_toml(), encoding="utf-8")
     saved = tmp_path / "calibrated.toml"
+    # --no-keep-memory: here, in this process (where glibc is the allocator, it would otherwise run the command
+    # again in a new process, without this test's small plan)
     code = main(["hw", "calibrate", "--quick", "--threads", "1", "--from", str(measured), "--save", str(saved),
-                 "--width", "200"])
+                 "--width", "200", "--no-keep-memory"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Learned predictor:" in out and "64 operators timed in 8 networks" in out
@@ -213,6 +216,21 @@ def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, 
     code = main(["roofline", f"{model}:Net", "-i", "1,3,32,32", "--hw", str(measured), "--calibration", "learned"])
     out, err = capsys.readouterr()
     assert code == 2 and "carries no learned latency predictor" in err and "hw calibrate" in err
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the default restart is for glibc")
+def test_hw_calibrate_restarts_keeping_memory_by_default_unless_the_process_already_does(monkeypatch):
+    from rooflens import cli
+
+    restarted: list[list[str]] = []
+    monkeypatch.setattr(cli, "_run_keeping_memory", lambda argv: restarted.append(argv) or 0)
+    for name in ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert main(["hw", "calibrate", "--quick", "--threads", "1"]) == 0
+    assert restarted == [["hw", "calibrate", "--quick", "--threads", "1"]]  # the same command, in a new process
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1000000000")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000000")
+    assert cli.memory_kept()  # started so: it would run here, no restart
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI runs on the CPU only)")
