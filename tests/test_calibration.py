@@ -186,10 +186,8 @@ def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, 
     measured = tmp_path / "bench.toml"
     measured.write_text(make_spec().to_toml(), encoding="utf-8")
     saved = tmp_path / "calibrated.toml"
-    # --no-keep-memory: here, in this process (where glibc is the allocator, it would otherwise run the command
-    # again in a new process, without this test's small plan)
     code = main(["hw", "calibrate", "--quick", "--threads", "1", "--from", str(measured), "--save", str(saved),
-                 "--width", "200", "--no-keep-memory"])
+                 "--width", "200"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Learned predictor:" in out and "64 operators timed in 8 networks" in out
@@ -218,19 +216,20 @@ def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, 
     assert code == 2 and "carries no learned latency predictor" in err and "hw calibrate" in err
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the default restart is for glibc")
-def test_hw_calibrate_restarts_keeping_memory_by_default_unless_the_process_already_does(monkeypatch):
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--keep-memory sets glibc's variables")
+def test_hw_calibrate_keep_memory_restarts_unless_the_process_already_keeps_it(monkeypatch):
     from rooflens import cli
 
     restarted: list[list[str]] = []
     monkeypatch.setattr(cli, "_run_keeping_memory", lambda argv: restarted.append(argv) or 0)
     for name in ALLOCATOR_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    assert main(["hw", "calibrate", "--quick", "--threads", "1"]) == 0
-    assert restarted == [["hw", "calibrate", "--quick", "--threads", "1"]]  # the same command, in a new process
+    assert main(["hw", "calibrate", "--quick", "--threads", "1", "--keep-memory"]) == 0
+    # the same command, in a new process (started with the variables)
+    assert restarted == [["hw", "calibrate", "--quick", "--threads", "1", "--keep-memory"]]
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1000000000")
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000000")
-    assert cli.memory_kept()  # started so: it would run here, no restart
+    assert cli.memory_kept()  # started so: it runs here, no restart
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI runs on the CPU only)")

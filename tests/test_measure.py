@@ -8,6 +8,7 @@ import math
 import mmap
 import sys
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ from rooflens.measurement import (
 from rooflens.measurement import profile as prof_mod
 from rooflens.measurement.timer import timed_calls
 from rooflens.report.document import RENDERERS
-from rooflens.report.measure_render import FAULTS_NOTE, bench_document, faults_note
+from rooflens.report.measure_render import FAULTS_NOTE, allocator_mismatch_note, bench_document, faults_note
 from rooflens.types import ZERO, OpRecord
 
 SLEEP = 0.002
@@ -303,6 +304,23 @@ def test_faults_note_fires_at_five_percent_of_the_median_at_one_microsecond_a_fa
     zero = Measurement((0.0,), batch_size=1, device="cpu", dtype=None, threads=1, warmup=1, page_faults_per_call=9.0)
     assert faults_note([zero]) == FAULTS_NOTE  # a zero median (a clock too coarse): no share to speak of
 
+
+
+def test_allocator_mismatch_note_when_the_predictor_was_trained_under_other_settings() -> None:
+    from types import SimpleNamespace
+
+    def report(method: str, provenance: dict[str, object]) -> Any:
+        hardware = SimpleNamespace(extra={"predictor": {"provenance": provenance}})
+        return SimpleNamespace(calibrated=SimpleNamespace(method=method, calibration=SimpleNamespace(hardware=hardware)))
+
+    kept = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000"}
+    note = allocator_mismatch_note(report("learned", {"allocator": kept}), {})
+    assert note is not None and "trained with MALLOC_MMAP_THRESHOLD_=1000000000" in note
+    assert "measured with the default allocator" in note
+    assert allocator_mismatch_note(report("learned", {"allocator": kept}), dict(kept)) is None  # the same
+    assert allocator_mismatch_note(report("learned", {}), {}) is None  # an older device file: not recorded
+    assert allocator_mismatch_note(report("analytic", {"allocator": kept}), {}) is None  # no predictor
+    assert allocator_mismatch_note(report("learned", {"allocator": kept}), None) is None  # not said
 
 # ---- per-operator profile -------------------------------------------------------------------------
 

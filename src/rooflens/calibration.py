@@ -20,6 +20,11 @@ Steps (:func:`calibrate_device`):
    median ratio of the sampled networks' plain latency to their profiled sum, how well that sum holds
    here), so ``rooflens hw calibrate --save FILE`` writes a device file that ``--hw FILE`` loads, and every
    report on it gets the learned estimate as ``report.calibrated``.
+
+The provenance also records the allocator settings (``allocator``) and the plain passes' page faults per call
+(``page_faults_per_call``): a process whose allocator hands freed memory back faults its activations in
+again on every call, and its samples carry that cost. ``rooflens hw calibrate --keep-memory`` runs in a
+process started with glibc keeping freed memory; this function runs in the caller's process as it is.
 """
 
 from __future__ import annotations

@@ -373,13 +373,11 @@ def _add_bench(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _keep_memory_option(p: argparse.ArgumentParser, what: str, *, glibc_default: bool = False) -> None:
-    """``--keep-memory`` / ``--no-keep-memory``; with ``glibc_default`` on unless given, where Python runs on glibc."""
+def _keep_memory_option(p: argparse.ArgumentParser, what: str) -> None:
     keep = " ".join(f"{k}={v}" for k, v in KEEP_MEMORY_ENV.items())
-    p.add_argument("--keep-memory", action=argparse.BooleanOptionalAction, default=None if glibc_default else False,
+    p.add_argument("--keep-memory", action="store_true",
                    help=f"{what}: the command runs again in a new process with {keep} (glibc), so forward passes "
-                   "stop faulting their memory in on every call (see the Faults column; docs/prediction.md)"
-                   + (" (default with glibc)" if glibc_default else ""))
+                   "stop faulting their memory in on every call (see the Faults column; docs/prediction.md)")
 
 
 def _add_optimized(p: argparse.ArgumentParser) -> None:
@@ -559,8 +557,8 @@ def _add_hw(sub: Any) -> None:
     cal.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     cal.add_argument("--from", dest="from_file", metavar="FILE.toml",
                      help="reuse the micro-benchmarks of a device measured before on this machine (`hw bench --save`)")
-    _keep_memory_option(cal, "calibrate in a process whose allocator keeps freed memory, as the predictor's "
-                        "accuracy was measured; --no-keep-memory: with this process's allocator", glibc_default=True)
+    _keep_memory_option(cal, "calibrate in a process whose allocator keeps freed memory (for deployments that "
+                        "run so, with these variables or jemalloc/tcmalloc)")
     cal.set_defaults(func=cmd_hw_calibrate)
 
 
@@ -1080,7 +1078,7 @@ def _run_keeping_memory(argv: list[str]) -> int:
     the variables when a process starts); its exit status."""
     if platform.libc_ver()[0] != "glibc":
         raise InputError("--keep-memory sets glibc's allocator variables, and this Python does not run on glibc: "
-                         "preload jemalloc or tcmalloc instead and give --no-keep-memory")
+                         "preload jemalloc or tcmalloc instead, or measure as it is")
     sys.stdout.flush()
     child = [sys.executable, "-c", "import sys; from rooflens.cli import main; sys.exit(main())", *argv]
     return subprocess.run(child, env={**os.environ, **KEEP_MEMORY_ENV}, check=False).returncode
@@ -1096,10 +1094,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], Document] = args.func
     debug = args.debug or bool(os.environ.get("ROOFLENS_DEBUG"))
     try:
-        keep = getattr(args, "keep_memory", False)
-        if keep is None:  # the command's default: where glibc is the allocator
-            keep = platform.libc_ver()[0] == "glibc"
-        if keep and not memory_kept():
+        if getattr(args, "keep_memory", False) and not memory_kept():
             return _run_keeping_memory(sys.argv[1:] if argv is None else list(argv))
         _write(command(args), args)
         return EXIT_OK

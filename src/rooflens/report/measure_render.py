@@ -92,6 +92,24 @@ def faults_note(measurements: Sequence[MeasurementLike]) -> str | None:
             "measure again (docs/prediction.md#page-faults)")
 
 
+def _settings(allocator: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in allocator.items()) or "the default allocator"
+
+
+def allocator_mismatch_note(report: Report, allocator: Mapping[str, str] | None) -> str | None:
+    """A warning when the device's learned predictor was trained under other allocator settings than the
+    measurement ran with (``rooflens hw calibrate`` records them): faulting moves latency by tens of percent."""
+    cal = report.calibrated
+    if allocator is None or cal is None or cal.method != "learned":
+        return None
+    trained = cal.calibration.hardware.extra.get("predictor", {}).get("provenance", {}).get("allocator")
+    if not isinstance(trained, Mapping) or dict(trained) == dict(allocator):
+        return None
+    return (f"The learned predictor was trained with {_settings(trained)}, this run measured with "
+            f"{_settings(allocator)}: where the forward faults (Faults) it runs slower than with the memory "
+            "kept, and Calibrated and measured differ by that too (docs/prediction.md#page-faults)")
+
+
 PROFILE_COLUMNS = ("Module", "Type", "Measured", "Roofline", "Efficiency", "FLOP/s", "Lost")
 
 
@@ -142,7 +160,9 @@ def bench_document(
     if (note := faults_note([_measured(r)[0] for r in reports])) is not None:
         blocks.append(Note(note))
     if allocator:
-        blocks.append(Note("Allocator: " + " ".join(f"{k}={v}" for k, v in allocator.items())))
+        blocks.append(Note("Allocator: " + _settings(allocator)))
+    if (note := allocator_mismatch_note(first, allocator)) is not None:
+        blocks.append(Note(note))
     if profile is not None:
         order = "most time lost against the roofline first" if hw is not None else "most time first"
         blocks += [Gap(), Heading(f"per module at batch {_measured(first)[0].batch_size}, {order}"),
