@@ -33,7 +33,8 @@ over all of them; ``--labels median`` then trains on each operator's median over
 (``median:K``: over the first K; ``round:K``: the profile of round K alone), as ``hw calibrate`` does in
 full mode. Run D (``--threads 1 --profile-rounds 5 --passes 3``) took 63 minutes of collection.
 
-Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
+``--scale-labels`` (an A/B of the evaluation): every training network's labels times its plain latency over its
+profiled sum. Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
 runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` at 10^9, set by starting again with them): forward passes stop faulting their
 activations in again on every call (``bench/page_faults.py``), as with jemalloc or tcmalloc.
@@ -175,11 +176,25 @@ def labels(entry: dict[str, Any], how: str) -> list[float]:
     return [statistics.median(timed) if (timed := [v for v in op if v > 0]) else 0.0 for op in zip(*rounds, strict=True)]
 
 
-def resampled(entry: dict[str, Any], how: str = "first") -> list[Sample]:
+def resampled(entry: dict[str, Any], how: str = "first", scale: bool = False) -> list[Sample]:
     """The samples of a network recomputed from its records (the features as this rooflens computes them),
-    labelled with its measured seconds as ``how`` says (:func:`labels`)."""
-    return [Sample.of(decode(rec), seconds, row[5], row[6])
-            for rec, row, seconds in zip(entry["records"], entry["samples"], labels(entry, how), strict=True)]
+    labelled with its measured seconds as ``how`` says (:func:`labels`); with ``scale``, times the network's
+    plain latency over its profiled sum (:func:`plain_over_profiled`): the labels then add up to a plain pass."""
+    seconds = labels(entry, how)
+    factor = plain_over_profiled(entry, seconds) if scale else 1.0
+    return [Sample.of(decode(rec), factor * t, row[5], row[6])
+            for rec, row, t in zip(entry["records"], entry["samples"], seconds, strict=True)]
+
+
+def plain_over_profiled(entry: dict[str, Any], seconds: list[float]) -> float:
+    """A network's plain latency in the processes that profiled it over the sum of its labels: a model's
+    median plain latency over its profiled rounds, a generated network's first pass's plain over profiled."""
+    if "medians_s" in entry:  # a model: rounds 1..k were profiled, each with its plain timing
+        profiled = len(entry.get("round_seconds") or [None])
+        total = sum(t for t in seconds if t > 0)
+        return statistics.median(entry["medians_s"][:profiled]) / total if total > 0 else 1.0
+    network = entry["network"]  # [source, family, plain seconds, profiled seconds, records, calls]
+    return float(network[2] / network[3]) if network[3] > 0 else 1.0
 
 
 def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int, gap: float, per_template: int,
@@ -332,10 +347,10 @@ def noise(cases: dict[str, Any], draws: int = 20000) -> dict[str, float]:
     return out
 
 
-def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first") -> dict[str, Any]:
+def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: bool = False) -> dict[str, Any]:
     cases, generated = data["cases"], data["generated"]
     for entry in [*cases.values(), *generated]:
-        entry["resampled"] = resampled(entry, how)
+        entry["resampled"] = resampled(entry, how, scale)
     families = sorted({c["family"] for c in cases.values()})
     rows = []
     for family in families:
@@ -360,7 +375,7 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first") -> dict
     for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
-    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how}
+    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how, "scaled": scale}
 
 
 def _median_faults(case: dict[str, Any]) -> float | None:
@@ -425,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                     "round:K, or the median over the profiles (median)")
     ap.add_argument("--keep-memory", action="store_true", help="run with glibc keeping freed memory "
                     f"({', '.join(f'{k}={v}' for k, v in KEEP_MEMORY_ENV.items())}): no page faults per forward")
+    ap.add_argument("--scale-labels", action="store_true", help="scale each training network's labels to its "
+                    "plain latency (times plain / profiled sum, measured in the profiling processes)")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
@@ -485,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads, collected in data["by_threads"].items():
         hw_file = Path(f"/tmp/rooflens-prediction-hw-{threads}-reused.toml")
         hw_file.write_text(data["hw"][threads], encoding="utf-8")
-        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels)
+        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels, args.scale_labels)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
     allocator = ", ".join(f"{k}={v}" for k, v in data.get("allocator", {}).items()) or "the default allocator"
