@@ -18,7 +18,8 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    is judged on. Beside it: the plain roofline and the analytic calibration (micro-benchmarks only,
    ``calibration="analytic"``), both on the micro-benchmarks measured at the same thread count.
 
-Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman.
+Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman; per
+operator kind and batch, the held-out models' operators' predicted over profiled seconds.
 
     python bench/prediction_accuracy.py [--threads 1,2] [--processes 5] [--quick] [--hw FILE]
                                         [--data FILE]   # keep, top up (--regenerate) or reuse (--reuse) the data
@@ -61,7 +62,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
-from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds
+from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds, predict_sample
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
 from rooflens.measurement.timer import allocator_settings
@@ -353,6 +354,7 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
         entry["resampled"] = resampled(entry, how, scale)
     families = sorted({c["family"] for c in cases.values()})
     rows = []
+    by_kind: dict[str, list[float]] = {}
     for family in families:
         train_s: list[Sample] = []
         for c in cases.values():
@@ -366,6 +368,11 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
             if c["family"] != family:
                 continue
             samples = c["resampled"]
+            for sample in samples:  # per operator kind: the held-out operators' predicted and labelled seconds
+                if sample.seconds > 0:
+                    both = by_kind.setdefault(f"{sample.kind}/b{c['batch']}", [0.0, 0.0])
+                    both[0] += predict_sample(predictor, sample)
+                    both[1] += sample.seconds
             rows.append({"case": key, "model": c["model"], "family": family, "batch": c["batch"],
                          "measured_s": statistics.median(c["medians_s"]),
                          "learned_s": network_seconds(predictor, samples),
@@ -375,7 +382,8 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
     for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
-    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how, "scaled": scale}
+    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how, "scaled": scale,
+            "by_kind": {k: {"predicted_s": p, "labelled_s": t} for k, (p, t) in sorted(by_kind.items())}}
 
 
 def _median_faults(case: dict[str, Any]) -> float | None:
@@ -392,6 +400,9 @@ def render(threads: int, result: dict[str, Any]) -> None:
         m = r["measured_s"]
         print(f"{r['model']:<22} {r['family']:<12} {r['batch']:>2} {m * 1e3:>11.2f} "
               + " ".join(f"{r[k] * 1e3:>9.2f} {100 * (r[k] / m - 1):>+6.1f}%" for k in ("learned_s", "analytic_s", "roofline_s")))
+    print("per operator kind, the held-out models' operators: predicted / profiled seconds (profiled ms)")
+    print("  " + "; ".join(f"{k} {v['predicted_s'] / v['labelled_s']:.2f} ({1e3 * v['labelled_s']:.0f})"
+                           for k, v in result["by_kind"].items() if v["labelled_s"] > 1e-3))
     faulted = sorted((r["faults"], r["case"]) for r in result["rows"] if r.get("faults") is not None)
     if faulted:
         print(f"minor page faults per forward (median of a case's processes): median "
