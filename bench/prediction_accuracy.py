@@ -63,10 +63,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
 from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds, predict_sample
+from rooflens.cli import memory_kept
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
 from rooflens.measurement.timer import allocator_settings
-from rooflens.report.measure_render import KEEP_MEMORY_ENV
+from rooflens.report.measure_render import KEEP_MEMORY_ENV, settings_text
 from rooflens.types import Cost, OpRecord, TensorKind, TensorMeta
 
 # (name, family): torchvision constructors, or "bert:<layers>x<hidden>" encoders from a BertConfig
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", default="first", help="the samples' seconds: of the first profile (first), of "
                     "round:K, or the median over the profiles (median)")
     ap.add_argument("--keep-memory", action="store_true", help="run with glibc keeping freed memory "
-                    f"({', '.join(f'{k}={v}' for k, v in KEEP_MEMORY_ENV.items())}): no page faults per forward")
+                    f"({settings_text(KEEP_MEMORY_ENV)}): no page faults per forward")
     ap.add_argument("--scale-labels", action="store_true", help="scale each training network's labels to its "
                     "plain latency (times plain / profiled sum, measured in the profiling processes)")
     ap.add_argument("--json-out", help="write the full result here")
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.keep_memory and any(os.environ.get(k) != v for k, v in KEEP_MEMORY_ENV.items()):
+    if args.keep_memory and not memory_kept():
         # glibc reads the variables when the process starts: start again with them (the children inherit them)
         argv = sys.argv[1:] if argv is None else argv
         os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **KEEP_MEMORY_ENV})
@@ -516,8 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels, args.scale_labels)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
-    allocator = ", ".join(f"{k}={v}" for k, v in data.get("allocator", {}).items()) or "the default allocator"
-    print(f"\nallocator: {allocator}")
+    print(f"\nallocator: {settings_text(data.get('allocator', {}))}")
     print(f"machine: {data['machine']} ({data['host']}), torch {data['torch']}, {data['date']}; load average "
           f"before {data['load_before']:.2f}, after {data.get('load_after', float('nan')):.2f}; "
           f"{time.perf_counter() - started:.0f} s")

@@ -71,7 +71,7 @@ from rooflens.report.document import (
 from rooflens.report.energy_render import energy_document
 from rooflens.report.hardware_render import catalogue_document, devices_document
 from rooflens.report.llm_render import llm_document, plot_sweep
-from rooflens.report.measure_render import KEEP_MEMORY_ENV, bench_document
+from rooflens.report.measure_render import KEEP_MEMORY_ENV, bench_document, settings_text
 from rooflens.report.memory_render import memory_document, with_summary
 from rooflens.report.report import Report
 from rooflens.report.roofline_render import comparison_document
@@ -374,9 +374,8 @@ def _add_bench(sub: Any) -> None:
 
 
 def _keep_memory_option(p: argparse.ArgumentParser, what: str) -> None:
-    keep = " ".join(f"{k}={v}" for k, v in KEEP_MEMORY_ENV.items())
     p.add_argument("--keep-memory", action="store_true",
-                   help=f"{what}: the command runs again in a new process with {keep} (glibc), so forward passes "
+                   help=f"{what}: the command runs again in a new process with {settings_text(KEEP_MEMORY_ENV)} (glibc), so forward passes "
                    "stop faulting their memory in on every call (see the Faults column; docs/prediction.md)")
 
 
@@ -1038,7 +1037,7 @@ def cmd_hw_calibrate(args: argparse.Namespace) -> Document:
     doc = devices_document([spec], _byte_unit(args))
     made = predictor_of(spec).provenance
     use = args.save or "FILE.toml (--save)"
-    allocator = " ".join(f"{k}={v}" for k, v in made.get("allocator", {}).items()) or "the default allocator"
+    allocator = settings_text(made.get("allocator", {}))
     faults = made.get("page_faults_per_call")
     faulted = (f"; the plain passes page-faulted {faults['median']:,.0f} times per call (median; most "
                f"{faults['max']:,.0f})" if faults else "")

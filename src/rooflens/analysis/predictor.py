@@ -34,9 +34,9 @@ channels per group, or N and K), for the vectorised kernels' fast paths.
 No model-level terms: a network's learned time is the sum of its operators'. The profiled samples carry
 the profiler's own cost per event, and a plain forward pass carries the framework's work between
 operators (module calls, Python); where this was validated, real models' plain passes ran 1.5-4 % above
-their profiled sum (median), but single models from 0.86 to 1.54 times it (page faults, docs/prediction.md). Terms for them (seconds per
-operator record and per ``nn.Module`` call, fitted by least squares on the sampled networks' plain
-latencies) made held-out real models no better: leave-one-family-out on four collections, the share
+their profiled sum (median), single models from 0.86 to 1.54 times it (page faults, docs/prediction.md).
+Terms for them (seconds per operator record and per ``nn.Module`` call, fitted by least squares on the
+sampled networks' plain latencies) made held-out real models no better: leave-one-family-out on four collections, the share
 within ±10 % was 40 % with them and 44 % without, RMSPE 17.2 % against 16.5 % (docs/prediction.md).
 
 The trained ensembles are stored as plain arrays (:meth:`Predictor.as_dict`) and evaluated here without

@@ -82,17 +82,18 @@ def faults_note(measurements: Sequence[MeasurementLike]) -> str | None:
     if not counted:
         return None
     faults, m = max(counted, key=lambda c: c[0] / c[1].median_seconds if c[1].median_seconds > 0 else 0.0)
-    if faults < FAULTS_PER_SECOND * m.median_seconds or m.median_seconds <= 0:
+    if m.median_seconds <= 0 or faults < FAULTS_PER_SECOND * m.median_seconds:
         return FAULTS_NOTE
-    keep = " ".join(f"{k}={v}" for k, v in KEEP_MEMORY_ENV.items())
     return (f"{FAULTS_NOTE}. At batch {m.batch_size} the forward faults {faults:,.0f} times per call (at 1 µs a "
             f"fault, {100e-6 * faults / m.median_seconds:.0f} % of the median {seconds_text(m.median_seconds)}). "
             "Usually the allocator hands large freed blocks back to the kernel, which maps and zeroes them again "
-            f"on the next call; to keep the memory, set {keep} (glibc) or preload jemalloc or tcmalloc, and "
+            f"on the next call; to keep the memory, set {settings_text(KEEP_MEMORY_ENV)} (glibc) or preload jemalloc or tcmalloc, and "
             "measure again (docs/prediction.md#page-faults)")
 
 
-def _settings(allocator: Mapping[str, str]) -> str:
+def settings_text(allocator: Mapping[str, str]) -> str:
+    """Allocator settings as ``NAME=value`` words (``allocator_settings``, :data:`KEEP_MEMORY_ENV`); none set:
+    "the default allocator"."""
     return " ".join(f"{k}={v}" for k, v in allocator.items()) or "the default allocator"
 
 
@@ -105,8 +106,8 @@ def allocator_mismatch_note(report: Report, allocator: Mapping[str, str] | None)
     trained = cal.calibration.hardware.extra.get("predictor", {}).get("provenance", {}).get("allocator")
     if not isinstance(trained, Mapping) or dict(trained) == dict(allocator):
         return None
-    return (f"The learned predictor was trained with {_settings(trained)}, this run measured with "
-            f"{_settings(allocator)}: where the forward faults (Faults) it runs slower than with the memory "
+    return (f"The learned predictor was trained with {settings_text(trained)}, this run measured with "
+            f"{settings_text(allocator)}: where the forward faults (Faults) it runs slower than with the memory "
             "kept, and Calibrated and measured differ by that too (docs/prediction.md#page-faults)")
 
 
@@ -160,7 +161,7 @@ def bench_document(
     if (note := faults_note([_measured(r)[0] for r in reports])) is not None:
         blocks.append(Note(note))
     if allocator:
-        blocks.append(Note("Allocator: " + _settings(allocator)))
+        blocks.append(Note("Allocator: " + settings_text(allocator)))
     if (note := allocator_mismatch_note(first, allocator)) is not None:
         blocks.append(Note(note))
     if profile is not None:
