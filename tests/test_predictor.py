@@ -16,7 +16,9 @@ from torch import nn
 import rooflens
 from rooflens.analysis.predictor import (
     FEATURES,
+    KINDS,
     Ensemble,
+    Line,
     Predictor,
     Roof,
     Sample,
@@ -24,7 +26,9 @@ from rooflens.analysis.predictor import (
     estimate,
     features,
     fit,
+    fit_line,
     fitted_roof,
+    in_sequence,
     network_seconds,
     predict_sample,
     predictor_of,
@@ -85,6 +89,15 @@ def test_learned_estimate_by_hand():
     assert pred.by_module()[""] == pytest.approx(pred.total_seconds)
 
 
+def test_learned_estimate_on_a_kinds_line():
+    lined = replace(constant(1.5), lines={"relu_": Line(100e-6, 0.0, 0.1e-9)})
+    linear, relu = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=make_spec(lined)).calibrated.ops
+    # relu: its line, 100 us + 0.1 ns x 8,388,608 bytes = 938.8608 us (above its roof reference, 840.8608 us),
+    # times 1.5 = 1,408.2912 us; the linear layer has no line: 1.5 x (21.48532224 ms + 2 us) as before
+    assert relu.seconds == pytest.approx(1408.2912e-6)
+    assert linear.seconds == pytest.approx(32.23098336e-3)
+
+
 def test_learned_estimate_never_below_the_roofline():
     spec = make_spec(constant(0.1))
     pred = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=spec).calibrated
@@ -143,6 +156,14 @@ def test_channel_alignment_is_the_power_of_two_dividing_channels_per_group(c_in,
     assert dict(zip(FEATURES, features(record)[1], strict=True))["log_align"] == align
 
 
+def test_features_name_the_operator_before():
+    model = nn.Sequential(nn.Conv2d(8, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)).eval()
+    records = rooflens.analyze(model, input_size=(1, 8, 16, 16)).records
+    previous = [dict(zip(FEATURES, features(r, p)[1], strict=True))["prev_kind"] for r, p in in_sequence(records)]
+    # the convolution comes first (none before it: -1); the batch norm reads the 1x1 convolution's output
+    assert previous == [-1.0, KINDS.index("conv1x1"), KINDS.index("batchnorm")]
+
+
 def test_features_of_a_matrix_product():
     (record,) = rooflens.analyze(nn.Linear(64, 48), input_size=(8, 10, 64)).records
     kind, x = features(record)
@@ -190,6 +211,30 @@ def test_fit_learns_each_groups_ratio():
     assert predictor.provenance["machine"] == "test"
 
 
+def test_line_through_samples_by_hand():
+    pytest.importorskip("scipy")
+    # seconds = 3 us + 0.5 ns per FLOP + 0.1 ns per byte, exactly, at FLOPs and bytes that vary independently
+    rows = [Sample("maxpool", (0.0,), f, b, 3e-6 + 0.5e-9 * f + 0.1e-9 * b)
+            for f in (1e4, 1e5, 1e6) for b in (4e4, 4e5, 4e6)]
+    line = fit_line(rows)
+    assert (line.seconds, line.seconds_per_flop, line.seconds_per_byte) == pytest.approx((3e-6, 0.5e-9, 0.1e-9))
+    # no term below zero: times that fall with the bytes give a line flat in the bytes, not a negative slope
+    falling = [Sample("add", (0.0,), 0.0, b, 1e-5 - 1e-12 * b) for b in (1e5, 1e6, 5e6)]
+    assert fit_line(falling).seconds_per_byte == 0.0
+
+
+def test_a_kind_with_a_line_scales_with_its_work_beyond_the_samples():
+    pytest.importorskip("sklearn")
+    # max pools sampled at 2 bytes per comparison, 1 ns per comparison; predicted at 8 comparisons per byte
+    # (a stride-1 window reads each input 9 times): 1e6 comparisons x 1 ns = 1 ms (on the roof alone the
+    # ratio learned at 2 bytes per FLOP stays, 0.5 ns per byte: 0.0625 ms)
+    rows = [Sample("maxpool", (float(i),), f, 2 * f, 1e-9 * f) for i, f in enumerate(range(100_000, 1_100_000, 20_000))]
+    predictor = fit(rows, roof=BARE)
+    assert set(predictor.lines) == {"maxpool"}
+    probe = Sample("maxpool", (0.0,), 1e6, 1.25e5, 0.0)
+    assert predict_sample(predictor, probe) == pytest.approx(1e-3, rel=0.02)
+
+
 def test_fit_needs_enough_samples():
     with pytest.raises(HardwareError, match="at least 30 timed operators"):
         fit([sample("add", 1e-5, 2.0)] * 5, roof=BARE)
@@ -221,6 +266,8 @@ def test_predictor_travels_in_the_device_file(tmp_path):
     (loaded,) = load_file(path)
     assert predictor_of(loaded).roof == ROOF
     assert predictor_of(loaded).provenance["machine"] == "test"
+    lined = replace(constant(1.5), lines={"relu_": Line(1e-6, 2e-12, 3e-10)})
+    assert Predictor.from_dict(lined.as_dict()).lines == {"relu_": Line(1e-6, 2e-12, 3e-10)}
     a = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=loaded).calibrated
     b = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=spec).calibrated
     assert a.total_seconds == pytest.approx(b.total_seconds)

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from rooflens.analysis.calibrated import calibrate, can_calibrate
-from rooflens.analysis.predictor import Network, Predictor, Roof, Sample, fit
+from rooflens.analysis.predictor import Network, Predictor, Roof, Sample, fit, in_sequence
 from rooflens.api import analyze
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec
@@ -99,8 +99,8 @@ def sample_network(
     profile = profile_operators(model, inputs, report, device=device, threads=threads, warmup=2, iters=iters)
     plain = measure(model, inputs, device=device, threads=threads, warmup=2, iters=10, min_seconds=0.3,
                     max_seconds=3.0)
-    samples = [Sample.of(record, seconds or 0.0, source, family)
-               for record, seconds in zip(report.records, profile.record_seconds, strict=True)]
+    samples = [Sample.of(record, seconds or 0.0, source, family, previous)
+               for (record, previous), seconds in zip(in_sequence(report.records), profile.record_seconds, strict=True)]
     calls = sum(node.calls for path, node in report.modules.items() if path)
     network = Network(source, family, plain.median_seconds, profile.matched_seconds, len(report.records), calls,
                       plain.page_faults_per_call)

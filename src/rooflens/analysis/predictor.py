@@ -11,25 +11,38 @@ its measured seconds. See :mod:`rooflens.calibration` for how the samples are ta
 Per operator::
 
     seconds = max(roofline, reference x exp(f_group(features)))
-    reference = max(FLOPs / peak, bytes / bandwidth) + op_overhead
+    reference = max(FLOPs / peak, bytes / bandwidth) + op_overhead          (convolutions, matrix products)
+    reference = max(line_kind(FLOPs, bytes), roof reference above)           (elementwise kinds with a line)
+    line_kind = seconds + seconds_per_flop x FLOPs + seconds_per_byte x bytes
 
 ``peak``, ``bandwidth`` and ``op_overhead`` are the device's measured figures (``rooflens hw bench``), the
 peak and bandwidth raised to the fastest rates any timed operator reached (:class:`Roof`: a measured GEMM
 peak can sit below what the convolution library reaches, and tensors in cache beat the DRAM bandwidth), so
-that no sample runs faster than its roofline time; ``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared
+that no sample runs faster than its roofline time. The elementwise kinds (normalisation, activations,
+pooling, means, copies) run far from both: each has its own rates, so its reference is a **line** fitted
+to its samples (:func:`fit_line`: least squared relative error, no term below zero). A line carries a
+kind's cost per FLOP beyond the sampled shapes: a max pool took 1.5-4 ns a window element on one core of
+the validation machine, and GoogLeNet's stride-1 pools (1.75 times the comparisons per byte of any sampled
+pool), held out, were predicted at 0.61-0.72 of their time on the roof's reference and at 0.86-0.96 on
+their line (docs/prediction.md).
+
+``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared
 loss on the log ratio) of the operator's group: ``conv`` (dense convolutions), ``dwconv`` (depthwise and
-grouped), ``gemm`` (matrix products, attention) and ``elementwise`` (everything else: normalisation,
-activations, pooling, copies). Each sample weighs by its measured seconds: a network's time is the sum
-of its operators', so a relative error on a 1 ms convolution matters a hundred times more than the same
-error on a 10 us activation. Learning the log ratio to the roofline reference instead of the time
-itself keeps the prediction sensible outside the sampled sizes: a tree ensemble's output is constant
-beyond its last split, so there the prediction follows the roofline at the last learned efficiency.
+grouped), ``gemm`` (matrix products, attention) and ``elementwise`` (everything else). Each sample weighs
+by its measured seconds: a network's time is the sum of its operators', so a relative error on a 1 ms
+convolution matters a hundred times more than the same error on a 10 us activation. Learning the log
+ratio to a reference instead of the time itself keeps the prediction sensible outside the sampled sizes:
+a tree ensemble's output is constant beyond its last split, so there the prediction follows the
+reference at the last learned ratio.
 
 The features (:func:`features`) are the operator's kind (:func:`rooflens.analysis.calibrated.op_kind`),
 log2 of its FLOPs, bytes, input, output and weight bytes, its arithmetic intensity, and its shapes:
 channels in and out, output pixels per image, kernel size, stride, groups and batch for convolutions;
-M, N and K for matrix products; and the channel alignment (the power of two, up to 64, that divides the
-channels per group, or N and K), for the vectorised kernels' fast paths.
+M, N and K for matrix products; the channel alignment (the power of two, up to 64, that divides the
+channels per group, or N and K), for the vectorised kernels' fast paths; and the kind of the operator
+that ran before it in the network (:func:`in_sequence`): a batch norm reading what a large 1x1
+convolution just wrote ran at 0.11-0.14 ns a byte, after a depthwise convolution at 0.04 (MobileNetV2,
+one thread): the convolution's output is no longer in cache.
 
 No model-level terms: a network's learned time is the sum of its operators'. The profiled samples carry
 the profiler's own cost per event, and a plain forward pass carries the framework's work between
@@ -47,7 +60,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -69,13 +82,13 @@ from rooflens.errors import HardwareError, InputError
 from rooflens.hardware.spec import HardwareSpec, Precision
 from rooflens.types import OpRecord, TensorKind
 
-FEATURE_VERSION = 4  # 2: the predictor carries its roof; 3: channel alignment; 4: no model-level terms
+FEATURE_VERSION = 5  # 2: the roof; 3: channel alignment; 4: no model-level terms; 5: previous kind, lines
 KINDS = ("gemm", *CONV_KINDS, "maxpool", "batchnorm", "layernorm", "mean", "cat", "gelu", "sigmoid", "relu_", "add")
 GROUPS = ("conv", "dwconv", "gemm", "elementwise")
 FEATURES = (
     "kind", "log_flops", "log_bytes", "log_in_bytes", "log_out_bytes", "log_weight_bytes", "log_intensity",
     "log_c_in", "log_c_out", "log_pixels", "kernel", "stride", "log_groups", "log_batch", "log_m", "log_n", "log_k",
-    "in_place", "log_align",
+    "in_place", "log_align", "prev_kind",
 )
 MIN_SAMPLES = 30  # a group with fewer training samples falls back to the pooled ensemble of all groups
 
@@ -157,8 +170,9 @@ def _alignment(*sizes: float) -> float:
     return float(out)
 
 
-def features(record: OpRecord) -> tuple[str, list[float]]:
-    """(kind, feature vector in the order of ``FEATURES``) of an operator record."""
+def features(record: OpRecord, previous: OpRecord | None = None) -> tuple[str, list[float]]:
+    """(kind, feature vector in the order of ``FEATURES``) of an operator record; ``previous``: the record
+    that ran before it in the network (None: the first)."""
     kind = op_kind(record)
     flops, nbytes = float(record.cost.flops), float(record.cost.bytes)
     first = record.inputs[0] if record.inputs else None
@@ -192,9 +206,14 @@ def features(record: OpRecord) -> tuple[str, list[float]]:
         float(KINDS.index(kind)), _log2(flops), _log2(nbytes), _log2(in_bytes), _log2(out_bytes),
         _log2(float(record.weight_bytes_read)), _log2(intensity), _log2(c_in), _log2(c_out), _log2(pixels), kernel,
         stride, _log2(groups), _log2(batch), _log2(m), _log2(n), _log2(k), 1.0 if record.op.endswith("_") else 0.0,
-        align,
+        align, float(KINDS.index(op_kind(previous))) if previous is not None else -1.0,
     ]
     return kind, vector
+
+
+def in_sequence(records: Sequence[OpRecord]) -> Iterator[tuple[OpRecord, OpRecord | None]]:
+    """(record, the record before it) of a network's records in order: what :func:`features` takes."""
+    return zip(records, [None, *records[:-1]], strict=True)
 
 
 # ---- tree ensembles ---------------------------------------------------------------------------------
@@ -273,17 +292,39 @@ class Roof:
 
 
 @dataclass(frozen=True)
+class Line:
+    """An operator kind's learned reference: ``seconds + seconds_per_flop x FLOPs + seconds_per_byte x bytes``
+    (:func:`fit_line`), for the kinds that run far from the device's peak and bandwidth (see the module docstring)."""
+
+    seconds: float
+    seconds_per_flop: float
+    seconds_per_byte: float
+
+    def __call__(self, flops: float, nbytes: float) -> float:
+        return self.seconds + self.seconds_per_flop * flops + self.seconds_per_byte * nbytes
+
+
+@dataclass(frozen=True)
 class Predictor:
-    """Trained ensembles per group (``"all"``: pooled, for groups with few samples), the roof they correct,
-    and where the samples came from (machine, torch, threads, date, models ...)."""
+    """Trained ensembles per group (``"all"``: pooled, for groups with few samples), the roof and the lines
+    per kind (:class:`Line`) they correct, and where the samples came from (machine, torch, threads, date,
+    models ...)."""
 
     ensembles: Mapping[str, Ensemble]
     roof: Roof
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    lines: Mapping[str, Line] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ensembles", MappingProxyType(dict(self.ensembles)))
-        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+        for name in ("ensembles", "provenance", "lines"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def reference(self, kind: str, flops: float, nbytes: float, roof: Roof | None = None) -> float:
+        """What the ensembles correct: the kind's line (never below the roofline) or the roof's reference (on
+        the predictor's roof, or ``roof``)."""
+        roof = roof or self.roof
+        line = self.lines.get(kind)
+        return max(line(flops, nbytes), roof.reference(flops, nbytes)) if line else roof.reference(flops, nbytes)
 
     def log_ratio(self, kind: str, x: Sequence[float]) -> float:
         ensemble = self.ensembles.get(group_of(kind)) or self.ensembles["all"]
@@ -295,7 +336,8 @@ class Predictor:
         groups = ", ".join(f"{g} ({e.samples})" for g, e in self.ensembles.items() if g != "all")
         return (f"{made.get('samples', '?')} operators timed in {made.get('networks', '?')} networks on "
                 f"{made.get('machine', '?')} ({made.get('threads', '?')} threads, torch {made.get('torch', '?')}, "
-                f"{made.get('date', '?')}, {made.get('mode', '?')} mode); trees per group: {groups or 'pooled only'}")
+                f"{made.get('date', '?')}, {made.get('mode', '?')} mode); trees per group: {groups or 'pooled only'}"
+                + (f"; lines for {', '.join(self.lines)}" if self.lines else ""))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -305,6 +347,7 @@ class Predictor:
                      "bandwidth_bytes_per_s": self.roof.bandwidth_bytes_per_s,
                      "overhead_seconds": self.roof.overhead_seconds},
             "provenance": dict(self.provenance),
+            "lines": {k: [v.seconds, v.seconds_per_flop, v.seconds_per_byte] for k, v in self.lines.items()},
             "ensembles": {g: e.as_dict() for g, e in self.ensembles.items()},
         }
 
@@ -320,9 +363,10 @@ class Predictor:
             raise HardwareError("a stored latency predictor has no pooled ('all') ensemble")
         try:
             roof = Roof(**{k: float(v) for k, v in dict(data["roof"]).items()})
+            lines = {str(k): Line(*(float(c) for c in v)) for k, v in dict(data.get("lines", {})).items()}
         except (KeyError, TypeError, ValueError) as e:
-            raise HardwareError(f"a stored latency predictor has no usable roof ({type(e).__name__}: {e})") from e
-        return cls(ensembles, roof, dict(data.get("provenance", {})))
+            raise HardwareError(f"a stored latency predictor has no usable roof or lines ({type(e).__name__}: {e})") from e
+        return cls(ensembles, roof, dict(data.get("provenance", {})), lines)
 
 
 # ---- samples and training ---------------------------------------------------------------------------
@@ -341,9 +385,10 @@ class Sample:
     family: str = ""  # the family of that network ("" for generated networks that imitate none)
 
     @classmethod
-    def of(cls, record: OpRecord, seconds: float, source: str = "", family: str = "") -> Sample:
-        """The sample of one operator record timed at ``seconds``."""
-        kind, x = features(record)
+    def of(cls, record: OpRecord, seconds: float, source: str = "", family: str = "",
+           previous: OpRecord | None = None) -> Sample:
+        """The sample of one operator record timed at ``seconds`` (``previous``: the record before it)."""
+        kind, x = features(record, previous)
         return cls(kind, tuple(x), float(record.cost.flops), float(record.cost.bytes), seconds, source, family)
 
     def as_row(self) -> list[Any]:
@@ -394,12 +439,19 @@ def fit(samples: Sequence[Sample], *, roof: Roof, provenance: Mapping[str, Any] 
     if len(usable) < MIN_SAMPLES:
         raise HardwareError(f"a latency predictor needs at least {MIN_SAMPLES} timed operators, got {len(usable)}")
     roof = fitted_roof(roof, usable)
+    lines = {}
+    for kind in KINDS:
+        rows = [s for s in usable if s.kind == kind]
+        if group_of(kind) == "elementwise" and len(rows) >= MIN_SAMPLES:
+            lines[kind] = fit_line(rows)
+    base = Predictor({}, roof, lines=lines)
 
     def train(rows: Sequence[Sample]) -> Ensemble:
         model = GradientBoostingRegressor(n_estimators=trees, max_depth=depth, learning_rate=rate, subsample=0.8,
                                           min_samples_leaf=3, random_state=seed)
         mean = math.fsum(s.seconds for s in rows) / len(rows)
-        model.fit([list(s.x) for s in rows], [math.log(s.seconds / roof.reference(s.flops, s.bytes)) for s in rows],
+        model.fit([list(s.x) for s in rows],
+                  [math.log(s.seconds / base.reference(s.kind, s.flops, s.bytes)) for s in rows],
                   sample_weight=[s.seconds / mean for s in rows])  # weighed by time (see the module docstring)
         return ensemble_of(model, len(rows))
 
@@ -408,7 +460,18 @@ def fit(samples: Sequence[Sample], *, roof: Roof, provenance: Mapping[str, Any] 
         rows = [s for s in usable if group_of(s.kind) == group]
         if len(rows) >= MIN_SAMPLES:
             ensembles[group] = train(rows)
-    return Predictor(ensembles, roof, dict(provenance or {}))
+    return Predictor(ensembles, roof, dict(provenance or {}), lines)
+
+
+def fit_line(samples: Sequence[Sample]) -> Line:
+    """The :class:`Line` through timed samples with the least squared relative error, its three terms not
+    negative (non-negative least squares; scipy comes with scikit-learn)."""
+    from scipy.optimize import nnls
+
+    rows = [(1.0 / s.seconds, s.flops / s.seconds, s.bytes / s.seconds) for s in samples if s.seconds > 0]
+    scale = [math.sqrt(math.fsum(r[j] ** 2 for r in rows)) or 1.0 for j in range(3)]  # columns of one size
+    solution, _ = nnls([[r[j] / scale[j] for j in range(3)] for r in rows], [1.0] * len(rows))
+    return Line(*(float(c) / scale[j] for j, c in enumerate(solution)))
 
 
 def ensemble_of(model: Any, samples: int = 0) -> Ensemble:
@@ -432,7 +495,8 @@ def op_seconds(predictor: Predictor, kind: str, x: Sequence[float], flops: float
     """``max(roofline, reference x exp(f(x)))``: one operator's learned time (on the predictor's roof, or
     ``roof``)."""
     roof = roof or predictor.roof
-    return max(roof.reference(flops, nbytes) * math.exp(predictor.log_ratio(kind, x)), roof.roofline(flops, nbytes))
+    reference = predictor.reference(kind, flops, nbytes, roof)
+    return max(reference * math.exp(predictor.log_ratio(kind, x)), roof.roofline(flops, nbytes))
 
 
 def network_seconds(predictor: Predictor, samples: Sequence[Sample]) -> float:
@@ -462,8 +526,8 @@ def predict_learned(
     if used is not Precision.FP32 and fp32:
         roof = replace(roof, peak_flops_per_s=roof.peak_flops_per_s * calibration.peak_flops_per_s[used] / fp32)
     ops: list[OpPrediction] = []
-    for r in records:
-        kind, x = features(r)
+    for r, previous in in_sequence(records):
+        kind, x = features(r, previous)
         flops, nbytes = float(r.cost.flops), float(r.cost.bytes)
         t = op_seconds(predictor, kind, x, flops, nbytes, roof)
         compute, memory = flops / roof.peak_flops_per_s, nbytes / roof.bandwidth_bytes_per_s
