@@ -62,7 +62,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
-from rooflens.analysis.predictor import Roof, Sample, fit, network_seconds, predict_sample
+from rooflens.analysis.predictor import Roof, Sample, fit, in_sequence, network_seconds, predict_sample
 from rooflens.cli import memory_kept
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
@@ -125,7 +125,8 @@ def child(name: str, batches: list[int], threads: int, hw: str, profile: bool, b
         model, x = build(name, batch)
         m = measure(model, x, threads=threads, warmup=3, iters=5, min_seconds=budget, max_seconds=4 * budget)
         case: dict[str, Any] = {"median_s": m.median_seconds, "load": os.getloadavg()[0],
-                                "faults": m.page_faults_per_call}
+                                "faults": m.page_faults_per_call,
+                                "subnormal": m.subnormals.subnormal if m.subnormals is not None else None}
         if profile:
             import rooflens
 
@@ -184,8 +185,9 @@ def resampled(entry: dict[str, Any], how: str = "first", scale: bool = False) ->
     plain latency over its profiled sum (:func:`plain_over_profiled`): the labels then add up to a plain pass."""
     seconds = labels(entry, how)
     factor = plain_over_profiled(entry, seconds) if scale else 1.0
-    return [Sample.of(decode(rec), factor * t, row[5], row[6])
-            for rec, row, t in zip(entry["records"], entry["samples"], seconds, strict=True)]
+    records = [decode(rec) for rec in entry["records"]]
+    return [Sample.of(rec, factor * t, row[5], row[6], previous)
+            for (rec, previous), row, t in zip(in_sequence(records), entry["samples"], seconds, strict=True)]
 
 
 def plain_over_profiled(entry: dict[str, Any], seconds: list[float]) -> float:
@@ -220,6 +222,7 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
                 entry["medians_s"].append(case["median_s"])
                 entry.setdefault("loads", []).append(case["load"])
                 entry.setdefault("faults", []).append(case.get("faults"))
+                entry.setdefault("subnormal", []).append(case.get("subnormal"))
                 if "samples" in case:  # a profile: the first one's records, every one's seconds
                     rounds = entry.setdefault("round_seconds", [labels(entry, "first")] if "samples" in entry else [])
                     for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
@@ -378,9 +381,12 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
                          "measured_s": statistics.median(c["medians_s"]),
                          "learned_s": network_seconds(predictor, samples),
                          "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
-                         "processes": len(c["medians_s"]), "faults": _median_faults(c)})
+                         "processes": len(c["medians_s"]), "faults": _median_faults(c),
+                         "subnormal": max((n for n in c.get("subnormal", []) if n is not None), default=None)})
     summary = {}
-    for label, subset in [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]:
+    normal = [r for r in rows if not r["subnormal"]]  # value-dependent latency: a second figure without them
+    sets = [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]
+    for label, subset in sets + ([("normal", normal)] if 0 < len(normal) < len(rows) else []):
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
     return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how, "scaled": scale,
@@ -404,6 +410,10 @@ def render(threads: int, result: dict[str, Any]) -> None:
     print("per operator kind, the held-out models' operators: predicted / profiled seconds (profiled ms)")
     print("  " + "; ".join(f"{k} {v['predicted_s'] / v['labelled_s']:.2f} ({1e3 * v['labelled_s']:.0f})"
                            for k, v in result["by_kind"].items() if v["labelled_s"] > 1e-3))
+    subnormal = [f"{r['case']} ({r['subnormal']:,})" for r in result["rows"] if r.get("subnormal")]
+    if subnormal:
+        print("cases whose forward writes subnormal floats (latency that depends on the values; 'normal': the "
+              "others): " + ", ".join(subnormal))
     faulted = sorted((r["faults"], r["case"]) for r in result["rows"] if r.get("faults") is not None)
     if faulted:
         print(f"minor page faults per forward (median of a case's processes): median "

@@ -37,6 +37,7 @@ from rooflens.capture.harness import forked_rng
 from rooflens.capture.inputs import model_inputs, parse_dtype, parse_shapes
 from rooflens.capture.isolate import Copier
 from rooflens.errors import InputError, ModelError
+from rooflens.measurement.subnormal import Subnormals, count_subnormals
 
 # ``progress(phase, done, total)``: phase is "warmup" or "timing" (a sweep prefixes "batch 8: ");
 # ``total`` may grow while timing runs on to ``min_seconds``.
@@ -83,6 +84,9 @@ class Measurement:
     provider: str | None = None  # e.g. "CPUExecutionProvider"
     # minor page faults of the process per timed call, on average (None: not counted on this platform)
     page_faults_per_call: float | None = None
+    # the subnormal floats one more forward pass wrote (rooflens.measurement.subnormal; None: not checked,
+    # as on GPUs, which compute with them at full speed)
+    subnormals: Subnormals | None = None
 
     def __post_init__(self) -> None:
         if not self.samples_seconds:
@@ -143,6 +147,7 @@ class Measurement:
             "throughput_per_s": self.throughput_per_s,
             "percentile_method": "linear",
             "page_faults_per_call": self.page_faults_per_call,
+            "subnormals": self.subnormals.as_dict() if self.subnormals is not None else None,
         }
         if self.runtime is not None:
             data["runtime"] = self.runtime
@@ -409,6 +414,7 @@ def _measure_prepared(
                 forward, warmup=warmup, iters=iters, min_seconds=min_seconds, max_seconds=max_seconds,
                 device=dev, progress=progress,
             )
+            subnormals = count_subnormals(model, args, kwargs) if dev.type == "cpu" else None
     except (InputError, ModelError):
         raise
     except Exception as e:
@@ -421,6 +427,7 @@ def _measure_prepared(
         threads=torch.get_num_threads(),
         warmup=max(1, warmup),
         page_faults_per_call=timed.page_faults_per_call,
+        subnormals=subnormals,
     )
 
 

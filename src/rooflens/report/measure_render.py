@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from rooflens.errors import InputError
 from rooflens.report.document import Block, Document, Gap, Grid, Heading, Note
 from rooflens.report.markup import grid_csv
-from rooflens.report.measured import Achieved, MeasurementLike, ProfileLike, ProfileRowLike, page_faults_per_call
+from rooflens.report.measured import (
+    Achieved,
+    MeasurementLike,
+    ProfileLike,
+    ProfileRowLike,
+    page_faults_per_call,
+    subnormals_of,
+)
 from rooflens.report.table import share_text
 from rooflens.report.units import ByteUnit, bytes3, seconds_text, si3
 
@@ -91,6 +98,22 @@ def faults_note(measurements: Sequence[MeasurementLike]) -> str | None:
             "measure again (docs/prediction.md#page-faults)")
 
 
+def subnormal_note(measurements: Sequence[MeasurementLike]) -> str | None:
+    """Where a forward pass wrote subnormal floats (``rooflens.measurement.subnormal``): how many at the batch
+    with the most, the operators that wrote the most, and what to do; None where none were written."""
+    found = [(s, m) for m in measurements if (s := subnormals_of(m)) is not None and s.subnormal > 0]
+    if not found:
+        return None
+    s, m = max(found, key=lambda c: c[0].subnormal)
+    where = "; ".join(f"{o.module or '<model>'} {o.op} {o.subnormal:,} ({100 * o.subnormal / o.elements:.2g} % of "
+                      "what it wrote)" for o in s.outputs[:3])
+    return (f"Subnormal floats: at batch {m.batch_size} a forward pass wrote {s.subnormal:,} of its {s.elements:,} "
+            f"floating-point values subnormal, most in {where}. x86 CPUs compute with subnormal numbers up to a hundred "
+            "times slower: the latency depends on the values, which neither the roofline nor the calibrated "
+            "estimate sees. torch.set_flush_denormal(True) flushes them to zero; measure again with it "
+            "(docs/prediction.md#subnormal-floats)")
+
+
 def settings_text(allocator: Mapping[str, str]) -> str:
     """Allocator settings as ``NAME=value`` words (``allocator_settings``, :data:`KEEP_MEMORY_ENV`); none set:
     "the default allocator"."""
@@ -158,8 +181,9 @@ def bench_document(
         title += f"; roofline on {hw.name}"
     headers, rows = bench_table(reports, byte_unit or ByteUnit.SI)
     blocks: list[Block] = [Heading(title), Grid(headers, rows, BENCH_NUMERIC), Note(BENCH_NOTE)]
-    if (note := faults_note([_measured(r)[0] for r in reports])) is not None:
-        blocks.append(Note(note))
+    for note in (faults_note([_measured(r)[0] for r in reports]), subnormal_note([_measured(r)[0] for r in reports])):
+        if note is not None:
+            blocks.append(Note(note))
     if allocator:
         blocks.append(Note("Allocator: " + settings_text(allocator)))
     if (note := allocator_mismatch_note(first, allocator)) is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from rooflens.errors import InputError
 
@@ -137,6 +137,37 @@ class Achieved:
             "roofline_seconds": self.roofline_seconds,
             "efficiency": self.efficiency,
         }
+
+
+class SubnormalOutputLike(Protocol):
+    """What the report reads of one operator's subnormal output (``rooflens.measurement.subnormal``)."""
+
+    @property
+    def module(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def subnormal(self) -> int: ...
+    @property
+    def elements(self) -> int: ...
+
+
+class SubnormalsLike(Protocol):
+    """What the report reads of the subnormal floats a forward pass wrote."""
+
+    @property
+    def elements(self) -> int: ...
+    @property
+    def subnormal(self) -> int: ...
+    @property
+    def outputs(self) -> Sequence[SubnormalOutputLike]: ...
+
+
+def subnormals_of(m: MeasurementLike) -> SubnormalsLike | None:
+    """A measurement's count of subnormal floats, None where it has none (not checked, or an object without
+    the attribute: it is not part of :class:`MeasurementLike`)."""
+    value = getattr(m, "subnormals", None)
+    return cast("SubnormalsLike", value) if isinstance(getattr(value, "subnormal", None), int) else None
 
 
 def page_faults_per_call(m: MeasurementLike) -> float | None:

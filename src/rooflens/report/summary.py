@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rooflens.report.measured import page_faults_per_call
+from rooflens.report.measured import page_faults_per_call, subnormals_of
 from rooflens.report.report import CONVENTION_TEXT
 from rooflens.report.table import intensity_text, shape_text
 from rooflens.report.units import ByteUnit, count, nbytes, seconds_text, si
@@ -247,6 +247,8 @@ def measurement_text(m: MeasurementLike) -> str:
     threads = f", {m.threads} threads" if m.threads else ""
     per_call = page_faults_per_call(m)
     faults = "" if per_call is None else f" · {per_call:,.0f} page faults per call"
+    if (sub := subnormals_of(m)) is not None and sub.subnormal:
+        faults += f" · {sub.subnormal:,} subnormal floats written per call (slow on x86 CPUs: torch.set_flush_denormal)"
     return (
         f"median {seconds_text(m.median_seconds)} (p90 {seconds_text(m.p90_seconds)}, p99 "
         f"{seconds_text(m.p99_seconds)}, mean {seconds_text(m.mean_seconds)} ± {seconds_text(m.std_seconds)}) "
