@@ -34,6 +34,9 @@ over all of them; ``--labels median`` then trains on each operator's median over
 (``median:K``: over the first K; ``round:K``: the profile of round K alone), as ``hw calibrate`` does in
 full mode. Run D (``--threads 1 --profile-rounds 5 --passes 3``) took 63 minutes of collection.
 
+Subnormal floats: every timed case records how many its forward pass writes (``Measurement.subnormals``); cases
+that write any are named, and a second summary row (``normal``) leaves them out (their latency depends on values).
+
 ``--scale-labels`` (an A/B of the evaluation): every training network's labels times its plain latency over its
 profiled sum. Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
 runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
