@@ -90,3 +90,15 @@ def test_bench_golden_with_subnormals(golden) -> None:
     doc = bench_document([report], device="cpu", threads=1, dtype="float32")
     golden("bench_subnormal.txt", RENDERERS["table"](doc, 140))
     assert doc.data()["batches"][0]["subnormals"]["subnormal"] == 4
+
+
+class Sparse(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 1e-39).to_sparse()  # subnormal values, but in a sparse tensor: not counted, and no error
+
+
+def test_only_strided_outputs_are_counted() -> None:
+    m = measure(Sparse(), input_size=(2, 3), warmup=1, iters=2)
+    # the mul's 6 strided outputs are subnormal (1e-39 x a normal number of order 1, below 1.18e-38)
+    assert m.subnormals is not None and m.subnormals.outputs[0].op == "aten.mul"
+    assert m.subnormals.subnormal == 6

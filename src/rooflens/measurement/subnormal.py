@@ -71,7 +71,7 @@ class _Counting(TorchDispatchMode):
             return out
         key = (self.tracker.current, str(func.overloadpacket))
         for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() and not t.is_complex():
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided and t.is_floating_point() and t.numel():
                 tiny = torch.finfo(t.dtype).tiny
                 self.elements[key] += t.numel()
                 self.subnormal[key] += int(torch.count_nonzero((t.abs() < tiny) & (t != 0)))
