@@ -320,11 +320,11 @@ class Predictor:
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def reference(self, kind: str, flops: float, nbytes: float, roof: Roof | None = None) -> float:
-        """What the ensembles correct: the kind's line (never below the roofline) or the roof's reference (on
-        the predictor's roof, or ``roof``)."""
-        roof = roof or self.roof
+        """What the ensembles correct: the roof's reference (on the predictor's roof, or ``roof``), or where the
+        kind has a line, the line when it is above that."""
+        base = (roof or self.roof).reference(flops, nbytes)
         line = self.lines.get(kind)
-        return max(line(flops, nbytes), roof.reference(flops, nbytes)) if line else roof.reference(flops, nbytes)
+        return max(line(flops, nbytes), base) if line else base
 
     def log_ratio(self, kind: str, x: Sequence[float]) -> float:
         ensemble = self.ensembles.get(group_of(kind)) or self.ensembles["all"]
