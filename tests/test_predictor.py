@@ -268,6 +268,9 @@ def test_predictor_travels_in_the_device_file(tmp_path):
     assert predictor_of(loaded).provenance["machine"] == "test"
     lined = replace(constant(1.5), lines={"relu_": Line(1e-6, 2e-12, 3e-10)})
     assert Predictor.from_dict(lined.as_dict()).lines == {"relu_": Line(1e-6, 2e-12, 3e-10)}
+    for bad in ([math.nan, 0.0, 0.0], [1e-6, -1e-12, 0.0]):  # a NaN or negative term would poison every estimate
+        with pytest.raises(HardwareError, match="no usable roof or lines"):
+            Predictor.from_dict({**lined.as_dict(), "lines": {"relu_": bad}})
     a = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=loaded).calibrated
     b = rooflens.analyze(two_layers(), input_size=(1024, 1024), hardware=spec).calibrated
     assert a.total_seconds == pytest.approx(b.total_seconds)

@@ -61,7 +61,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -319,7 +319,7 @@ class Predictor:
         for name in ("ensembles", "provenance", "lines"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
-    def reference(self, kind: str, flops: float, nbytes: float, roof: Roof | None = None) -> float:
+    def reference(self, kind: str, flops: float, nbytes: float, *, roof: Roof | None = None) -> float:
         """What the ensembles correct: the roof's reference (on the predictor's roof, or ``roof``), or where the
         kind has a line, the line when it is above that."""
         base = (roof or self.roof).reference(flops, nbytes)
@@ -364,6 +364,8 @@ class Predictor:
         try:
             roof = Roof(**{k: float(v) for k, v in dict(data["roof"]).items()})
             lines = {str(k): Line(*(float(c) for c in v)) for k, v in dict(data.get("lines", {})).items()}
+            if any(not (math.isfinite(c) and c >= 0) for line in lines.values() for c in astuple(line)):
+                raise ValueError("a line's terms must be finite and not negative")
         except (KeyError, TypeError, ValueError) as e:
             raise HardwareError(f"a stored latency predictor has no usable roof or lines ({type(e).__name__}: {e})") from e
         return cls(ensembles, roof, dict(data.get("provenance", {})), lines)
@@ -495,7 +497,7 @@ def op_seconds(predictor: Predictor, kind: str, x: Sequence[float], flops: float
     """``max(roofline, reference x exp(f(x)))``: one operator's learned time (on the predictor's roof, or
     ``roof``)."""
     roof = roof or predictor.roof
-    reference = predictor.reference(kind, flops, nbytes, roof)
+    reference = predictor.reference(kind, flops, nbytes, roof=roof)
     return max(reference * math.exp(predictor.log_ratio(kind, x)), roof.roofline(flops, nbytes))
 
 

@@ -10,11 +10,14 @@ Xeon (AVX-512) swin_t at batch 1 ran 127 ms, 100 ms with flush-to-zero, the atte
 shifted blocks 10-50 times slower than those of its other blocks (docs/prediction.md).
 
 :func:`count_subnormals` runs one forward pass and counts, per operator and module, the subnormal elements
-of what the operators wrote (views write nothing: their elements were counted where they were written).
+of what the operators wrote (views and operators that only allocate or change metadata write nothing:
+``empty`` returns whatever memory held). The count is advice: where it cannot be taken (an operator the
+counting mode cannot run, such as a higher-order one) it is None and the measurement stands.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from rooflens.capture.engine import METADATA_OPS
 from rooflens.capture.modules import ModuleTracker
 
 TOP = 5  # the operators listed, most subnormal elements first
@@ -67,9 +71,10 @@ class _Counting(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if func.is_view:
+        name = str(func.overloadpacket)
+        if func.is_view or name in METADATA_OPS:
             return out
-        key = (self.tracker.current, str(func.overloadpacket))
+        key = (self.tracker.current, name)
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.layout == torch.strided and t.is_floating_point() and t.numel():
                 tiny = torch.finfo(t.dtype).tiny
@@ -78,12 +83,16 @@ class _Counting(TorchDispatchMode):
         return out
 
 
-def count_subnormals(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Subnormals:
-    """Run ``model(*args, **kwargs)`` once (the caller's copy, under its grad mode) and count the subnormal
-    elements its operators wrote."""
+def count_subnormals(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Subnormals | None:
+    """Run ``model(*args, **kwargs)`` once (the caller's copy of a model that has run, under its grad mode)
+    and count the subnormal elements its operators wrote; None where the count could not be taken."""
     paths = {id(m): name for name, m in model.named_modules()}
-    with ModuleTracker(paths) as tracker, _Counting(tracker) as counting:
-        model(*args, **kwargs)
+    try:
+        with warnings.catch_warnings(), ModuleTracker(paths) as tracker, _Counting(tracker) as counting:
+            warnings.simplefilter("ignore")  # e.g. torch.compile's note on global module hooks
+            model(*args, **kwargs)
+    except Exception:  # noqa: BLE001 -- the model ran when timed: a failure here is the counting mode's
+        return None
     top = sorted((n, key) for key, n in counting.subnormal.items() if n)[::-1][:TOP]
     return Subnormals(
         elements=sum(counting.elements.values()),

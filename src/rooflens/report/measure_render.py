@@ -105,13 +105,18 @@ def subnormal_note(measurements: Sequence[MeasurementLike]) -> str | None:
     if not found:
         return None
     s, m = max(found, key=lambda c: c[0].subnormal)
-    where = "; ".join(f"{o.module or '<model>'} {o.op} {o.subnormal:,} ({100 * o.subnormal / o.elements:.2g} % of "
-                      "what it wrote)" for o in s.outputs[:3])
+    where = "; ".join(f"{o.module or '<model>'} {o.op} {o.subnormal:,} ({_percent(o.subnormal / o.elements)} of what "
+                      "it wrote)" for o in s.outputs[:3])
     return (f"Subnormal floats: at batch {m.batch_size} a forward pass wrote {s.subnormal:,} of its {s.elements:,} "
             f"floating-point values subnormal, most in {where}. x86 CPUs compute with subnormal numbers up to a hundred "
             "times slower: the latency depends on the values, which neither the roofline nor the calibrated "
             "estimate sees. torch.set_flush_denormal(True) flushes them to zero; measure again with it "
             "(docs/prediction.md#subnormal-floats)")
+
+
+def _percent(share: float) -> str:
+    """A share in percent: whole numbers from 1 %, two significant digits below."""
+    return f"{100 * share:.0f} %" if share >= 0.01 else f"{100 * share:.2g} %"
 
 
 def settings_text(allocator: Mapping[str, str]) -> str:
