@@ -336,7 +336,9 @@ def measure(
     "mps"; ``dtype``: run floating-point parameters, buffers and inputs in this dtype; ``threads``:
     torch's intra-op threads for the duration (restored afterwards). The batch size is the first
     dimension of the first input tensor. Runs under ``torch.inference_mode()`` in the model's own
-    training mode; the model itself is left unchanged (see the module docstring).
+    training mode; the model itself is left unchanged (see the module docstring). On the CPU one more
+    forward pass, untimed and outside ``max_seconds``, counts the subnormal floats it writes
+    (``Measurement.subnormals``).
     """
     dev = measurement_device(device)
     dt = measurement_dtype(dtype)
