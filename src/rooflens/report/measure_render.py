@@ -181,7 +181,7 @@ def bench_document(
     said when there are any."""
     first = reports[0]
     hw = first.hardware
-    title = f"{first.model} on {device}" + (f" ({threads} threads)" if threads else "")
+    title = f"{first.model} on {device}" + (f" ({threads} thread{'' if threads == 1 else 's'})" if threads else "")
     if hw is not None:
         title += f"; roofline on {hw.name}"
     headers, rows = bench_table(reports, byte_unit or ByteUnit.SI)
