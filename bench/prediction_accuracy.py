@@ -65,7 +65,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
-from rooflens.analysis.predictor import Roof, Sample, fit, in_sequence, network_seconds, predict_sample
+from rooflens.analysis.predictor import Roof, Sample, fit, in_sequence, predict_sample
 from rooflens.cli import memory_kept
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
@@ -375,14 +375,15 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
             if c["family"] != family:
                 continue
             samples = c["resampled"]
-            for sample in samples:  # per operator kind: the held-out operators' predicted and labelled seconds
+            predicted = [predict_sample(predictor, s) for s in samples]
+            for sample, seconds in zip(samples, predicted, strict=True):  # per kind: held-out predicted, labelled
                 if sample.seconds > 0:
                     both = by_kind.setdefault(f"{sample.kind}/b{c['batch']}", [0.0, 0.0])
-                    both[0] += predict_sample(predictor, sample)
+                    both[0] += seconds
                     both[1] += sample.seconds
             rows.append({"case": key, "model": c["model"], "family": family, "batch": c["batch"],
                          "measured_s": statistics.median(c["medians_s"]),
-                         "learned_s": network_seconds(predictor, samples),
+                         "learned_s": math.fsum(predicted),
                          "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
                          "processes": len(c["medians_s"]), "faults": _median_faults(c),
                          "subnormal": max((n for n in c.get("subnormal", []) if n is not None), default=None)})

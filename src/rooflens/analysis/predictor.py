@@ -21,9 +21,9 @@ peak can sit below what the convolution library reaches, and tensors in cache be
 that no sample runs faster than its roofline time. The elementwise kinds (normalisation, activations,
 pooling, means, copies) run far from both: each has its own rates, so its reference is a **line** fitted
 to its samples (:func:`fit_line`: least squared relative error, no term below zero). A line carries a
-kind's cost per FLOP beyond the sampled shapes: a max pool took 1.5-4 ns a window element on one core of
+kind's cost per FLOP beyond the sampled shapes: a max pool took 1.5-6 ns a window element on one core of
 the validation machine, and GoogLeNet's stride-1 pools (1.75 times the comparisons per byte of any sampled
-pool), held out, were predicted at 0.61-0.72 of their time on the roof's reference and at 0.86-0.96 on
+pool), held out, were predicted at 0.61-0.78 of their time on the roof's reference and at 0.82-0.92 on
 their line (docs/prediction.md).
 
 ``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared

@@ -1,13 +1,13 @@
 """Subnormal floats in a forward pass: where a model's latency depends on its values.
 
 A float closer to zero than the smallest normal number (fp32: 1.18e-38) is *subnormal*. x86 CPUs compute
-with subnormal operands or results through microcode assists, tens to hundreds of times slower per
-instruction than with normal numbers, unless flush-to-zero is on (``torch.set_flush_denormal(True)``). A
+with subnormal operands or results through microcode assists, many times slower per instruction than
+with normal numbers, unless flush-to-zero is on (``torch.set_flush_denormal(True)``). A
 model that writes them runs slower than its FLOPs and bytes say, by an amount that depends on its values:
 no roofline and no latency predictor over shapes can see it. torchvision's Swin Transformer masks its
 shifted windows' attention with -100, whose softmax (about 3.7e-44) is subnormal; on one core of an Intel
 Xeon (AVX-512) swin_t at batch 1 ran 127 ms, 100 ms with flush-to-zero, the attention-weighted sums of its
-shifted blocks 10-50 times slower than those of its other blocks (docs/prediction.md).
+shifted blocks 14-56 times slower than those of its other blocks (docs/prediction.md).
 
 :func:`count_subnormals` runs one forward pass and counts, per operator and module, the subnormal elements
 of what the operators wrote (views and operators that only allocate or change metadata write nothing:

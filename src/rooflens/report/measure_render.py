@@ -108,8 +108,8 @@ def subnormal_note(measurements: Sequence[MeasurementLike]) -> str | None:
     where = "; ".join(f"{o.module or '<model>'} {o.op} {o.subnormal:,} ({_percent(o.subnormal / o.elements)} of what "
                       "it wrote)" for o in s.outputs[:3])
     return (f"Subnormal floats: at batch {m.batch_size} a forward pass wrote {s.subnormal:,} of its {s.elements:,} "
-            f"floating-point values subnormal, most in {where}. x86 CPUs compute with subnormal numbers up to a hundred "
-            "times slower: the latency depends on the values, which neither the roofline nor the calibrated "
+            f"floating-point values subnormal, most in {where}. x86 CPUs compute with subnormal numbers many times slower "
+            "(swin_t's affected matrix products: 14-56 times): the latency depends on the values, which neither the roofline nor the calibrated "
             "estimate sees. torch.set_flush_denormal(True) flushes them to zero; measure again with it "
             "(docs/prediction.md#subnormal-floats)")
 
@@ -186,7 +186,8 @@ def bench_document(
         title += f"; roofline on {hw.name}"
     headers, rows = bench_table(reports, byte_unit or ByteUnit.SI)
     blocks: list[Block] = [Heading(title), Grid(headers, rows, BENCH_NUMERIC), Note(BENCH_NOTE)]
-    for note in (faults_note([_measured(r)[0] for r in reports]), subnormal_note([_measured(r)[0] for r in reports])):
+    measurements = [_measured(r)[0] for r in reports]
+    for note in (faults_note(measurements), subnormal_note(measurements)):
         if note is not None:
             blocks.append(Note(note))
     if allocator:

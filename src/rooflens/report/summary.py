@@ -246,14 +246,14 @@ def calibrated_lines(report: Report) -> list[tuple[str, str]]:
 def measurement_text(m: MeasurementLike) -> str:
     threads = f", {m.threads} threads" if m.threads else ""
     per_call = page_faults_per_call(m)
-    faults = "" if per_call is None else f" · {per_call:,.0f} page faults per call"
+    extra = "" if per_call is None else f" · {per_call:,.0f} page faults per call"
     if (sub := subnormals_of(m)) is not None and sub.subnormal:
-        faults += f" · {sub.subnormal:,} subnormal floats written per call (slow on x86 CPUs: torch.set_flush_denormal)"
+        extra += f" · {sub.subnormal:,} subnormal floats written per call (slow on x86 CPUs: torch.set_flush_denormal)"
     return (
         f"median {seconds_text(m.median_seconds)} (p90 {seconds_text(m.p90_seconds)}, p99 "
         f"{seconds_text(m.p99_seconds)}, mean {seconds_text(m.mean_seconds)} ± {seconds_text(m.std_seconds)}) "
         f"over {m.iters} runs on {m.device}{threads} · {m.throughput_per_s:.1f} samples/s at batch {m.batch_size}"
-        + faults
+        + extra
     )
 
 
