@@ -19,7 +19,8 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    ``calibration="analytic"``), both on the micro-benchmarks measured at the same thread count.
 
 Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman; per
-operator kind and batch, the held-out models' operators' predicted over profiled seconds.
+operator kind and batch, the held-out models' operators' predicted over profiled seconds; and the **operator-sum
+ceiling** (``operator_sum``): the shares a predictor exact on every profiled operator would reach.
 
     python bench/prediction_accuracy.py [--threads 1,2] [--processes 5] [--quick] [--hw FILE]
                                         [--data FILE]   # keep, top up (--regenerate) or reuse (--reuse) the data
@@ -36,6 +37,8 @@ full mode. Run D (``--threads 1 --profile-rounds 5 --passes 3``) took 63 minutes
 
 Subnormal floats: every timed case records how many its forward pass writes (``Measurement.subnormals``); cases
 that write any are named, and a second summary row (``normal``) leaves them out (their latency depends on values).
+As ``rooflens hw calibrate`` does, no predictor is trained on a network that writes any (a held-out case that
+does is still predicted and judged).
 
 ``--scale-labels`` (an A/B of the evaluation): every training network's labels times its plain latency over its
 profiled sum. Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
@@ -268,7 +271,8 @@ def collect_generated(threads: int, per_template: int, passes: int = 1) -> list[
                     print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
                     continue
                 case = {"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
-                        "network": network.as_row(), "records": [encode(r) for r in report.records]}
+                        "network": network.as_row(), "records": [encode(r) for r in report.records],
+                        "subnormal": [network.subnormal]}
                 if p and g.name not in generated:
                     continue  # left out in the first pass
                 entry = generated.setdefault(g.name, case)
@@ -355,6 +359,21 @@ def noise(cases: dict[str, Any], draws: int = 20000) -> dict[str, float]:
     return out
 
 
+def operator_sum(cases: dict[str, Any], how: str) -> dict[str, float]:
+    """The **operator-sum ceiling**: how close each case's profiled operators, labelled as the predictor is
+    trained (``how``) and summed, come to its measured latency (the median of its processes). A learned time is
+    a sum of operators' times, so a predictor exact on every operator reaches these shares and no more; the
+    rest of the gap is the profile's: the profiler's cost, the work between operators, the profiled
+    processes' speed against the others'."""
+    ratios = [sum(t for t in labels(c, how) if t > 0) / statistics.median(c["medians_s"])
+              for c in cases.values() if "samples" in c]
+    if not ratios:
+        return {}
+    return {**{f"within_{k}pct": sum(abs(r - 1) <= k / 100 for r in ratios) / len(ratios) for k in (5, 10, 15, 20)},
+            "median_ratio": statistics.median(ratios), "p10_ratio": quantile(ratios, 0.1),
+            "p90_ratio": quantile(ratios, 0.9)}
+
+
 def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: bool = False) -> dict[str, Any]:
     cases, generated = data["cases"], data["generated"]
     for entry in [*cases.values(), *generated]:
@@ -363,12 +382,12 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
     rows = []
     by_kind: dict[str, list[float]] = {}
     for family in families:
-        train_s: list[Sample] = []
+        train_s: list[Sample] = []  # as a calibration trains: not on networks that write subnormal floats
         for c in cases.values():
-            if c["family"] != family:
+            if c["family"] != family and not subnormal_count(c):
                 train_s += c["resampled"]
         for g in generated:
-            if family not in g["imitates"]:
+            if family not in g["imitates"] and not subnormal_count(g):
                 train_s += g["resampled"]
         predictor = fit(train_s, roof=Roof.of(cal))
         for key, c in cases.items():
@@ -386,15 +405,22 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
                          "learned_s": math.fsum(predicted),
                          "analytic_s": c["analytic_s"], "roofline_s": c["roofline_s"],
                          "processes": len(c["medians_s"]), "faults": _median_faults(c),
-                         "subnormal": max((n for n in c.get("subnormal", []) if n is not None), default=None)})
+                         "subnormal": subnormal_count(c)})
     summary = {}
     normal = [r for r in rows if not r["subnormal"]]  # value-dependent latency: a second figure without them
     sets = [("all", rows)] + [(f"batch {b}", [r for r in rows if r["batch"] == b]) for b in (1, 8)]
     for label, subset in sets + ([("normal", normal)] if 0 < len(normal) < len(rows) else []):
         for method in ("learned", "analytic", "roofline"):
             summary[f"{label}/{method}"] = stats([r["measured_s"] for r in subset], [r[f"{method}_s"] for r in subset])
-    return {"rows": rows, "summary": summary, "noise": noise(cases), "labels": how, "scaled": scale,
+    return {"rows": rows, "summary": summary, "noise": noise(cases), "operator_sum": operator_sum(cases, how),
+            "labels": how, "scaled": scale,
             "by_kind": {k: {"predicted_s": p, "labelled_s": t} for k, (p, t) in sorted(by_kind.items())}}
+
+
+def subnormal_count(entry: dict[str, Any]) -> int | None:
+    """The most subnormal floats a case's (or generated network's) forward wrote in any of its processes
+    (None: not counted)."""
+    return max((n for n in entry.get("subnormal", []) if n is not None), default=None)
 
 
 def _median_faults(case: dict[str, Any]) -> float | None:
@@ -433,6 +459,12 @@ def render(threads: int, result: dict[str, Any]) -> None:
         print(f"ceiling (a perfect predictor against the median of {n['processes']} processes): " + ", ".join(
             f"{100 * n[f'ceiling_low_within_{k}pct']:.0f}-{100 * n[f'ceiling_high_within_{k}pct']:.0f} % within "
             f"+-{k} %" for k in (5, 10, 15, 20)))
+    o = result.get("operator_sum")
+    if o:
+        print(f"operator-sum ceiling (each case's profiled operators, labelled as trained ({result['labels']}), summed, "
+              "against the median of its processes): " + ", ".join(f"{100 * o[f'within_{k}pct']:.0f} % within +-{k} %"
+                                                                   for k in (5, 10, 15, 20))
+              + f"; sum over measured: median {o['median_ratio']:.2f}, p10-p90 {o['p10_ratio']:.2f}-{o['p90_ratio']:.2f}")
     print(f"{'set':<9} {'method':<9} {'n':>3} {'<=5%':>5} {'<=10%':>6} {'<=15%':>6} {'<=20%':>6} {'RMSPE':>6} "
           f"{'med|e|':>7} {'p90|e|':>7} {'mean':>7} {'spearman':>8}")
     for key, s in result["summary"].items():
@@ -538,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result), encoding="utf-8")
     print(json.dumps({"summary": {t: r["summary"] for t, r in result["by_threads"].items()},
-                      "noise": {t: r["noise"] for t, r in result["by_threads"].items()}}))
+                      "noise": {t: r["noise"] for t, r in result["by_threads"].items()},
+                      "operator_sum": {t: r["operator_sum"] for t, r in result["by_threads"].items()}}))
     return 0
 
 

@@ -133,12 +133,43 @@ def test_calibrate_device_trains_a_predictor_reports_use(small_plan, monkeypatch
     faults = made.get("page_faults_per_call")
     assert sys.platform == "win32" or (faults is not None and 0 <= faults["median"] <= faults["max"])
     assert made["allocator"] == {"MALLOC_ARENA_MAX": "2"}
+    assert "dropped_subnormal" not in made  # no network wrote subnormal floats
     # 40 elementwise samples get their own trees; 8 dense and 8 depthwise convolutions (under 30) the pooled ones
     assert set(predictor.ensembles) == {"all", "elementwise"}
     assert seen[-1] == ("training", 1.0) and any(stage.startswith("sampling conv-0-b1") for stage, _ in seen)
     report = rooflens.analyze(nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU()), input_size=(1, 3, 32, 32), hardware=spec)
     # learned, and never under the roofline (tiny operators can sit on it)
     assert report.calibrated.method == "learned" and report.calibrated.total_seconds >= report.roofline.total_seconds
+
+
+class _Tiny(nn.Module):
+    """Scales its input into the subnormal range: every nonzero output float is subnormal."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 1e-40
+
+
+def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan, monkeypatch, capsys, tmp_path):
+    tiny = calibration.generate
+
+    def some_subnormal(template, *, seed, batch=1):
+        g = tiny(template, seed=seed, batch=batch)
+        if (template, seed) == ("mbconv", 1):
+            g = type(g)(g.name, template, g.imitates, nn.Sequential(g.model, _Tiny()), g.input_size)
+        return g
+
+    monkeypatch.setattr(calibration, "generate", some_subnormal)
+    measured, saved = tmp_path / "bench.toml", tmp_path / "calibrated.toml"
+    measured.write_text(make_spec().to_toml(), encoding="utf-8")
+    code = main(["hw", "calibrate", "--quick", "--threads", "1", "--from", str(measured), "--save", str(saved),
+                 "--width", "200"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    made = predictor_of(load_file(saved)[0]).provenance
+    # 8 networks sampled, mbconv-1-b1 wrote subnormals: 7 trained on, 8 timed records each
+    assert made["dropped_subnormal"] == ["mbconv-1-b1"]
+    assert made["networks"] == 7 and made["samples"] == 7 * 8
+    assert "left out, for writing subnormal floats (a speed the values set): mbconv-1-b1" in " ".join(out.split())
 
 
 def test_allocator_settings_name_what_is_set_and_the_preloaded_libraries_by_file(monkeypatch):

@@ -21,6 +21,10 @@ Steps (:func:`calibrate_device`):
    here), so ``rooflens hw calibrate --save FILE`` writes a device file that ``--hw FILE`` loads, and every
    report on it gets the learned estimate as ``report.calibrated``.
 
+A network whose plain pass writes subnormal floats (``Measurement.subnormals``: operators on them can run
+tens of times slower, at a speed the values set, not the shapes) is left out of the training and named in the
+provenance (``dropped_subnormal``).
+
 The provenance also records the allocator settings (``allocator``) and the plain passes' page faults per call
 (``page_faults_per_call``): a process whose allocator hands freed memory back faults its activations in
 again on every call, and its samples carry that cost. ``rooflens hw calibrate --keep-memory`` runs in a
@@ -102,8 +106,9 @@ def sample_network(
     samples = [Sample.of(record, seconds or 0.0, source, family, previous)
                for (record, previous), seconds in zip(in_sequence(report.records), profile.record_seconds, strict=True)]
     calls = sum(node.calls for path, node in report.modules.items() if path)
+    subnormal = plain.subnormals.subnormal if plain.subnormals is not None else None
     network = Network(source, family, plain.median_seconds, profile.matched_seconds, len(report.records), calls,
-                      plain.page_faults_per_call)
+                      plain.page_faults_per_call, subnormal)
     return samples, network
 
 
@@ -152,14 +157,17 @@ def calibrate_device(
                                       iters=plan.iters, device=device)
                 profiles.setdefault(source, []).append(s)
                 networks.append(n)
-    samples = [s for passes in profiles.values() for s in median_samples(passes)]
+    # a network that writes subnormal floats runs at a speed its values set, not its shapes: not learned from
+    dropped = sorted({n.source for n in networks if n.subnormal})
+    networks = [n for n in networks if n.source not in dropped]
+    samples = [s for source, passes in profiles.items() if source not in dropped for s in median_samples(passes)]
     tell("training", 1.0)
     ratios = [n.seconds / n.profiled_seconds for n in networks if n.profiled_seconds > 0]
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
         "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples), "networks": len(profiles),
-        "passes": plan.passes,
+        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples),
+        "networks": len(profiles) - len(dropped), "passes": plan.passes,
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
     }
     if ratios:  # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
@@ -168,6 +176,8 @@ def calibrate_device(
     if faults:  # the plain passes' page faults (a faulting process's labels carry the cost of its faults)
         provenance["page_faults_per_call"] = {"median": round(statistics.median(faults), 1), "max": max(faults)}
     provenance["allocator"] = allocator_settings()
+    if dropped:
+        provenance["dropped_subnormal"] = dropped
     predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
 

@@ -410,6 +410,7 @@ class Network:
     records: int
     module_calls: int
     page_faults_per_call: float | None = None  # of the plain pass (None: not counted); not in the row
+    subnormal: int | None = None  # subnormal floats its plain pass wrote (None: not counted); not in the row
 
     def as_row(self) -> list[Any]:
         return [self.source, self.family, self.seconds, self.profiled_seconds, self.records, self.module_calls]
