@@ -15,6 +15,7 @@ import rooflens
 from rooflens import calibration
 from rooflens.analysis.predictor import FEATURES, predictor_of
 from rooflens.cli import main
+from rooflens.errors import HardwareError
 from rooflens.hardware import load_file
 from rooflens.measurement.blocks import GENERIC_SHARE, TEMPLATES, generate, schedule
 from rooflens.measurement.timer import ALLOCATOR_VARIABLES, allocator_settings
@@ -143,7 +144,7 @@ def test_calibrate_device_trains_a_predictor_reports_use(small_plan, monkeypatch
 
 
 class _Tiny(nn.Module):
-    """Scales its input into the subnormal range: every nonzero output float is subnormal."""
+    """Scales its input into the subnormal range (every nonzero output below 1e2 in magnitude: all here)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 1e-40
@@ -170,6 +171,18 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
     assert made["dropped_subnormal"] == ["mbconv-1-b1"]
     assert made["networks"] == 7 and made["samples"] == 7 * 8
     assert "left out, for writing subnormal floats (a speed the values set): mbconv-1-b1" in " ".join(out.split())
+
+
+def test_calibration_that_drops_too_many_networks_says_why(small_plan, monkeypatch):
+    tiny = calibration.generate
+
+    def all_subnormal(template, *, seed, batch=1):
+        g = tiny(template, seed=seed, batch=batch)
+        return type(g)(g.name, template, g.imitates, nn.Sequential(g.model, _Tiny()), g.input_size)
+
+    monkeypatch.setattr(calibration, "generate", all_subnormal)
+    with pytest.raises(HardwareError, match=r"conv-0-b1, conv-1-b1, .* wrote subnormal floats .*set_flush_denormal"):
+        calibration.calibrate_device(spec=make_spec(), quick=True, threads=1)
 
 
 def test_allocator_settings_name_what_is_set_and_the_preloaded_libraries_by_file(monkeypatch):

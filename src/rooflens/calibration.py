@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from rooflens.analysis.calibrated import calibrate, can_calibrate
-from rooflens.analysis.predictor import Network, Predictor, Roof, Sample, fit, in_sequence
+from rooflens.analysis.predictor import MIN_SAMPLES, Network, Predictor, Roof, Sample, fit, in_sequence
 from rooflens.api import analyze
 from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec
@@ -178,6 +178,10 @@ def calibrate_device(
     provenance["allocator"] = allocator_settings()
     if dropped:
         provenance["dropped_subnormal"] = dropped
+        if sum(s.seconds > 0 for s in samples) < MIN_SAMPLES:
+            raise HardwareError(
+                f"too few networks left to train on: {', '.join(dropped)} wrote subnormal floats (their speed is set "
+                "by their values) and were left out; calibrate with flush-to-zero on (torch.set_flush_denormal(True))")
     predictor = fit(samples, roof=Roof.of(cal), provenance=provenance)
     return with_predictor(spec, predictor)
 
