@@ -20,7 +20,7 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
 
 Per model and overall: error, share within +-5/10/15/20 %, RMSPE, median and p90 absolute error, Spearman; per
 operator kind and batch, the held-out models' operators' predicted over profiled seconds; and the **operator-sum
-ceiling** (``operator_sum``): the shares a predictor exact on every profiled operator would reach.
+ceiling** (``operator_sum``): the shares a predictor that reproduced every profiled operator's label would reach.
 
     python bench/prediction_accuracy.py [--threads 1,2] [--processes 5] [--quick] [--hw FILE]
                                         [--data FILE]   # keep, top up (--regenerate) or reuse (--reuse) the data
