@@ -38,6 +38,34 @@ def test_every_template_builds_a_network_that_runs(template):
     assert rooflens.analyze(g.model, input_size=g.input_size).unsupported_ops() == {}
 
 
+def _layer_norm_inputs_contiguous(model: nn.Module, x: torch.Tensor) -> list[bool]:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[bool] = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.layer_norm.default:
+                seen.append(args[0].is_contiguous())
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), Watch():
+        model(x)
+    return seen
+
+
+def test_the_convnext_template_runs_channels_last_as_torchvision_convnext_does():
+    torchvision = pytest.importorskip("torchvision")
+    # torchvision's ConvNeXt: the stem's channel norm reads the stem convolution's NCHW output (permuted: not
+    # contiguous) and writes channels-last, so every later layer norm reads a contiguous permuted tensor
+    real = _layer_norm_inputs_contiguous(torchvision.models.convnext_tiny(weights=None).eval(), torch.randn(1, 3, 64, 64))
+    assert real[0] is False and all(real[1:]) and len(real) == 1 + (3 + 3 + 9 + 3) + 3 + 1  # stem, blocks, stage norms, head
+    for seed in range(3):  # a layer norm reading a non-contiguous tensor copies it first (2-3x the time)
+        g = generate("convnext", seed=seed)
+        seen = _layer_norm_inputs_contiguous(g.model, torch.randn(g.input_size))
+        assert len(seen) > 2 and seen[0] is False and all(seen[1:]), (seed, seen)
+
+
 def test_generating_and_calibrating_leave_the_random_state_alone(small_plan):
     torch.manual_seed(1234)
     before = torch.get_rng_state()

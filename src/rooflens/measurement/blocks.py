@@ -23,7 +23,9 @@ template        block                                                  imitates
                 squeeze-excitation, 1x1 project, residual add
 ``dense``       batch norm, ReLU, 1x1, batch norm, ReLU, 3x3, concat    densenet
 ``convnext``    depthwise 7x7, layer norm, linear 4x, GELU, linear,     convnext
-                layer scale, residual add
+                layer scale, residual add; channels-last activations
+                (channel norms after the stem and at each change
+                of stage, as in torchvision)
 ``transformer`` layer norm, multi-head attention, residual, layer       vit, bert
                 norm, MLP with GELU, residual
 ``fire``        1x1 squeeze, parallel 1x1 and 3x3 expand, concat        squeezenet
@@ -190,6 +192,15 @@ class _Shuffle(nn.Module):
         return out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class _LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an NCHW tensor, as torchvision's ConvNeXt has it (permute, norm, permute
+    back): its output keeps the channels-last strides, so the convolutions after it write channels-last and
+    the blocks' permuted tensors are contiguous (their layer norms do not copy first)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class _ConvNeXt(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -262,10 +273,10 @@ def _block(rng: random.Random, template: str, cin: int, cout: int, stride: int) 
         if stride > 1:
             layers.append(nn.AvgPool2d(2, 2))
         return nn.Sequential(*layers), cout
-    if template == "convnext":
-        down = nn.Sequential(nn.Conv2d(cin, cout, 2, 2)) if stride > 1 else (
-            nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity())
-        return nn.Sequential(down, *[_ConvNeXt(cout) for _ in range(rng.randint(1, 3))]), cout
+    if template == "convnext":  # a change of stage: a channel norm and a convolution, as in torchvision's
+        down = [nn.Conv2d(cin, cout, 2, 2)] if stride > 1 else [nn.Conv2d(cin, cout, 1)] if cin != cout else []
+        norm = [_LayerNorm2d(cin)] if down else []
+        return nn.Sequential(*norm, *down, *[_ConvNeXt(cout) for _ in range(rng.randint(1, 3))]), cout
     if template == "fire":
         squeeze = max(8, cout // 8)
         expand = cout // 2
@@ -313,6 +324,8 @@ def _cnn(rng: random.Random, template: str, batch: int) -> tuple[nn.Module, tupl
     stem_out = _channels(rng, 16, 64)
     stem_stride = 2 if resolution >= 96 else 1
     layers: list[nn.Module] = [_ConvBN(3, stem_out, 3, stem_stride, act=nn.ReLU(inplace=True))]
+    if template == "convnext":  # the stem's channel norm: channels-last from here on, as in torchvision
+        layers.append(_LayerNorm2d(stem_out))
     c, size = stem_out, resolution // stem_stride
     stages = rng.randint(2, 4)
     for stage in range(stages):
