@@ -188,6 +188,11 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
         return g
 
     monkeypatch.setattr(calibration, "generate", some_subnormal)
+    monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=4, batches=(1,), models=(), iters=2,
+                                                              budget_seconds=60.0, passes=2))
+    calls = []
+    sample = calibration.sample_network
+    monkeypatch.setattr(calibration, "sample_network", lambda *a, **k: calls.append(k["source"]) or sample(*a, **k))
     measured, saved = tmp_path / "bench.toml", tmp_path / "calibrated.toml"
     measured.write_text(make_spec().to_toml(), encoding="utf-8")
     code = main(["hw", "calibrate", "--quick", "--threads", "1", "--from", str(measured), "--save", str(saved),
@@ -195,7 +200,9 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
     out, err = capsys.readouterr()
     assert code == 0, err
     made = predictor_of(load_file(saved)[0]).provenance
-    # 8 networks sampled, mbconv-1-b1 wrote subnormals: 7 trained on, 8 timed records each
+    # 8 networks sampled, mbconv-1-b1 wrote subnormals: 7 trained on, 8 timed records each, and in the second
+    # pass it is not profiled again
+    assert calls.count("mbconv-1-b1") == 1 and calls.count("mbconv-0-b1") == 2 and len(calls) == 15
     assert made["dropped_subnormal"] == ["mbconv-1-b1"]
     assert made["networks"] == 7 and made["samples"] == 7 * 8
     assert "left out, for writing subnormal floats (a speed the values set): mbconv-1-b1" in " ".join(out.split())

@@ -139,6 +139,7 @@ def calibrate_device(
             jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
     models = _real_models(plan.models)
     profiles: dict[str, list[list[Sample]]] = {}  # per network, its samples of every pass
+    written_subnormal: set[str] = set()  # networks whose plain pass wrote subnormal floats
     networks: list[Network] = []
     total = plan.passes * (len(jobs) + len(models))
     done = 0
@@ -149,16 +150,17 @@ def calibrate_device(
                 done += 1
                 if p == 0 and i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds / plan.passes:
                     continue  # the first pass decides which generated networks fit in the budget
-                if p and source not in profiles:
-                    continue
+                if p and (source not in profiles or source in written_subnormal):
+                    continue  # left out in the first pass, or already known to be left out of training
                 tell(f"sampling {source}" + (f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""), done / total)
                 module, size = build()
                 s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
                                       iters=plan.iters, device=device)
                 profiles.setdefault(source, []).append(s)
                 networks.append(n)
-    # a network that writes subnormal floats runs at a speed its values set, not its shapes: not learned from
-    dropped = sorted({n.source for n in networks if n.subnormal})
+                if n.subnormal:  # it runs at a speed its values set, not its shapes: not learned from
+                    written_subnormal.add(source)
+    dropped = sorted(written_subnormal)
     networks = [n for n in networks if n.source not in dropped]
     samples = [s for source, passes in profiles.items() if source not in dropped for s in median_samples(passes)]
     tell("training", 1.0)
