@@ -317,10 +317,15 @@ def quantile(v: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def within(absolute: list[float]) -> dict[str, float]:
+    """The shares of absolute relative errors within 5, 10, 15 and 20 %."""
+    return {f"within_{k}pct": sum(a <= k / 100 for a in absolute) / len(absolute) for k in (5, 10, 15, 20)}
+
+
 def stats(measured: list[float], predicted: list[float]) -> dict[str, float]:
     errors = [p / m - 1 for m, p in zip(measured, predicted)]
     absolute = [abs(e) for e in errors]
-    out = {f"within_{k}pct": sum(a <= k / 100 for a in absolute) / len(absolute) for k in (5, 10, 15, 20)}
+    out = within(absolute)
     out.update(rmspe=math.sqrt(statistics.fmean(e * e for e in errors)), median_abs=quantile(absolute, 0.5),
                p90_abs=quantile(absolute, 0.9), mean=statistics.fmean(errors), spearman=spearman(measured, predicted),
                n=len(errors))
@@ -375,9 +380,8 @@ def operator_sum(cases: dict[str, Any], how: str, scale: bool = False) -> dict[s
             ratios.append(factor * math.fsum(seconds) / statistics.median(c["medians_s"]))
     if not ratios:
         return {}
-    return {**{f"within_{k}pct": sum(abs(r - 1) <= k / 100 for r in ratios) / len(ratios) for k in (5, 10, 15, 20)},
-            "median_ratio": statistics.median(ratios), "p10_ratio": quantile(ratios, 0.1),
-            "p90_ratio": quantile(ratios, 0.9)}
+    return {**within([abs(r - 1) for r in ratios]), "median_ratio": statistics.median(ratios),
+            "p10_ratio": quantile(ratios, 0.1), "p90_ratio": quantile(ratios, 0.9)}
 
 
 def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: bool = False) -> dict[str, Any]:

@@ -164,11 +164,12 @@ def calibrate_device(
     networks = [n for n in networks if n.source not in dropped]
     samples = [s for source, passes in profiles.items() if source not in dropped for s in median_samples(passes)]
     tell("training", 1.0)
+    timed = sum(s.seconds > 0 for s in samples)
     ratios = [n.seconds / n.profiled_seconds for n in networks if n.profiled_seconds > 0]
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
         "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mode": "quick" if quick else "full", "samples": sum(s.seconds > 0 for s in samples),
+        "mode": "quick" if quick else "full", "samples": timed,
         "networks": len(profiles) - len(dropped), "passes": plan.passes,
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
     }
@@ -180,7 +181,7 @@ def calibrate_device(
     provenance["allocator"] = allocator_settings()
     if dropped:
         provenance["dropped_subnormal"] = dropped
-        if sum(s.seconds > 0 for s in samples) < MIN_SAMPLES:
+        if timed < MIN_SAMPLES:
             raise HardwareError(
                 f"too few networks left to train on: {', '.join(dropped)} wrote subnormal floats (their speed is set "
                 "by their values) and were left out; calibrate with flush-to-zero on (torch.set_flush_denormal(True))")
