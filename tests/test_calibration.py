@@ -208,6 +208,14 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
     assert "left out, for writing subnormal floats (a speed the values set): mbconv-1-b1" in " ".join(out.split())
 
 
+def test_the_calibration_note_names_the_first_five_networks_left_out():
+    from rooflens.cli import _first_names
+
+    names = [f"conv-{i}-b1" for i in range(8)]
+    assert _first_names(names) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1 and 3 more"
+    assert _first_names(names[:5]) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1"
+
+
 def test_calibration_that_drops_too_many_networks_says_why(small_plan, monkeypatch):
     tiny = calibration.generate
 

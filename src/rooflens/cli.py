@@ -1042,12 +1042,17 @@ def cmd_hw_calibrate(args: argparse.Namespace) -> Document:
     faulted = (f"; the plain passes page-faulted {faults['median']:,.0f} times per call (median; most "
                f"{faults['max']:,.0f})" if faults else "")
     dropped = made.get("dropped_subnormal")
-    left_out = (f"; left out, for writing subnormal floats (a speed the values set): {', '.join(dropped)}"
+    left_out = (f"; left out, for writing subnormal floats (a speed the values set): {_first_names(dropped)}"
                 if dropped else "")
     return replace(doc, blocks=(*doc.blocks, Gap(), Note(
         f"Learned latency predictor: {made.get('samples')} operators timed in {made.get('networks')} networks "
         f"({made.get('mode')} mode, {made.get('threads')} threads, {made.get('seconds')} s, with {allocator}"
         f"{faulted}{left_out}). Use it: rooflens roofline MODEL --hw {use}")))
+
+
+def _first_names(names: list[str], most: int = 5) -> str:
+    """The first ``most`` of ``names``, and how many more there are."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _emit(text: str, output: str | None) -> None:
