@@ -41,7 +41,8 @@ As ``rooflens hw calibrate`` does, no predictor is trained on a network that wri
 does is still predicted and judged).
 
 ``--scale-labels`` (an A/B of the evaluation): every training network's labels times its plain latency over its
-profiled sum. Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
+profiled sum. ``--network-exponent`` (an A/B too): how the training samples weigh (``fit``'s ``network_exponent``;
+0 weighs them by their seconds alone, as predictor version 5 did). Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
 runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` at 10^9, set by starting again with them): forward passes stop faulting their
 activations in again on every call (``bench/page_faults.py``), as with jemalloc or tcmalloc.
@@ -68,7 +69,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rooflens.analysis.calibrated import Calibration, calibrate, predict
-from rooflens.analysis.predictor import Roof, Sample, fit, in_sequence, predict_sample
+from rooflens.analysis.predictor import NETWORK_EXPONENT, Roof, Sample, fit, in_sequence, predict_sample
 from rooflens.cli import memory_kept
 from rooflens.hardware import load_file
 from rooflens.measurement.microbench import benchmark
@@ -384,7 +385,8 @@ def operator_sum(cases: dict[str, Any], how: str, scale: bool = False) -> dict[s
             "p10_ratio": quantile(ratios, 0.1), "p90_ratio": quantile(ratios, 0.9)}
 
 
-def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: bool = False) -> dict[str, Any]:
+def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: bool = False,
+             exponent: float = NETWORK_EXPONENT) -> dict[str, Any]:
     cases, generated = data["cases"], data["generated"]
     for entry in [*cases.values(), *generated]:
         entry["resampled"] = resampled(entry, how, scale)
@@ -403,7 +405,7 @@ def evaluate(data: dict[str, Any], cal: Calibration, how: str = "first", scale: 
         for g in generated:
             if family not in g["imitates"] and not subnormal_count(g):
                 train_s += g["resampled"]
-        predictor = fit(train_s, roof=Roof.of(cal))
+        predictor = fit(train_s, roof=Roof.of(cal), network_exponent=exponent)
         for key, c in cases.items():
             if c["family"] != family:
                 continue
@@ -515,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"({settings_text(KEEP_MEMORY_ENV)}): no page faults per forward")
     ap.add_argument("--scale-labels", action="store_true", help="scale each training network's labels to its "
                     "plain latency (times plain / profiled sum, measured in the profiling processes)")
+    ap.add_argument("--network-exponent", type=float, default=NETWORK_EXPONENT, help="samples weigh their seconds "
+                    f"over their network's to this power (default {NETWORK_EXPONENT}; 0: by seconds alone, version 5)")
     ap.add_argument("--json-out", help="write the full result here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--batches", default="1,8", help=argparse.SUPPRESS)
@@ -575,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     for threads, collected in data["by_threads"].items():
         hw_file = Path(f"/tmp/rooflens-prediction-hw-{threads}-reused.toml")
         hw_file.write_text(data["hw"][threads], encoding="utf-8")
-        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels, args.scale_labels)
+        evaluated = evaluate(collected, calibrate(load_file(hw_file)[0]), args.labels, args.scale_labels,
+                             args.network_exponent)
         render(int(threads), evaluated)
         result["by_threads"][threads] = evaluated
     print(f"\nallocator: {settings_text(data.get('allocator', {}))}")

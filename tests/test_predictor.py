@@ -29,9 +29,9 @@ from rooflens.analysis.predictor import (
     fit_line,
     fitted_roof,
     in_sequence,
-    network_seconds,
     predict_sample,
     predictor_of,
+    sample_weights,
 )
 from rooflens.errors import HardwareError, InputError
 from rooflens.hardware import HardwareSpec, Kind, load_file
@@ -211,6 +211,25 @@ def test_fit_learns_each_groups_ratio():
     assert predictor.provenance["machine"] == "test"
 
 
+def test_networks_weigh_the_square_root_of_their_seconds():
+    pytest.importorskip("sklearn")
+    # one operator shape timed in two networks: 15 x 400 us in "big" (4 x the 100 us reference), 15 x 100 us in
+    # "small" (1 x). Weights: 400 us / sqrt(6 ms) against 100 us / sqrt(1.5 ms), 2 : 1, so the learned log
+    # ratio is (2 ln 4 + 1 ln 1) / 3 and the prediction 4 ** (2/3) x 100 us = 252 us (by seconds alone,
+    # 4 : 1, it would be 4 ** 0.8 x 100 us = 303 us; every network alike, 4 ** 0.5 x 100 us = 200 us); within
+    # 3 %: the trees fit 80 % subsamples, which move the learned mean a little
+    x = (1.0,) * len(FEATURES)
+    rows = [sample("conv3x3", 1e-4, 4.0, "big", x)] * 15 + [sample("conv3x3", 1e-4, 1.0, "small", x)] * 15
+    assert sample_weights(rows)[0] / sample_weights(rows)[-1] == pytest.approx(2.0)
+    assert sample_weights([]) == [] and sample_weights([replace(rows[0], seconds=0.0)]) == [0.0]  # nothing timed
+    probe = sample("conv3x3", 1e-4, 1.0, x=x)
+    predictor = fit(rows, roof=BARE)
+    assert predict_sample(predictor, probe) == pytest.approx(4 ** (2 / 3) * 1e-4, rel=0.03)
+    assert predictor.provenance["network_exponent"] == 0.5  # the device file says how its trees were weighed
+    assert predict_sample(fit(rows, roof=BARE, network_exponent=0.0), probe) == pytest.approx(4 ** 0.8 * 1e-4, rel=0.03)
+    assert predict_sample(fit(rows, roof=BARE, network_exponent=1.0), probe) == pytest.approx(2e-4, rel=0.03)
+
+
 def test_line_through_samples_by_hand():
     pytest.importorskip("scipy")
     # seconds = 3 us + 0.5 ns per FLOP + 0.1 ns per byte, exactly, at FLOPs and bytes that vary independently
@@ -238,13 +257,6 @@ def test_a_kind_with_a_line_scales_with_its_work_beyond_the_samples():
 def test_fit_needs_enough_samples():
     with pytest.raises(HardwareError, match="at least 30 timed operators"):
         fit([sample("add", 1e-5, 2.0)] * 5, roof=BARE)
-
-
-def test_network_is_the_sum_of_its_operators():
-    predictor = constant(1.5, roof=BARE)
-    # 10 operators of 10 us reference and 30 of 20 us, each 1.5 x: 1.5 x (100 + 600) us = 1.05 ms
-    samples = [sample("add", 1e-5, 1.0)] * 10 + [sample("add", 2e-5, 1.0)] * 30
-    assert network_seconds(predictor, samples) == pytest.approx(1.05e-3)
 
 
 def test_roof_is_raised_to_what_the_samples_reached():

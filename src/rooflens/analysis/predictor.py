@@ -29,8 +29,13 @@ their line (docs/prediction.md).
 ``f_group`` is a gradient-boosted tree ensemble (scikit-learn's ``GradientBoostingRegressor``, squared
 loss on the log ratio) of the operator's group: ``conv`` (dense convolutions), ``dwconv`` (depthwise and
 grouped), ``gemm`` (matrix products, attention) and ``elementwise`` (everything else). Each sample weighs
-by its measured seconds: a network's time is the sum of its operators', so a relative error on a 1 ms
-convolution matters a hundred times more than the same error on a 10 us activation. Learning the log
+its measured seconds over the square root of its network's seconds in the group's samples
+(:func:`sample_weights`). A network's time is the sum of its operators', so within a network a relative
+error on a 1 ms convolution matters a hundred times more than the same error on a 10 us activation; across
+networks a small network's relative error counts as much as a large one's, yet by seconds alone VGG-11 at
+batch 8 (1.07 s on one core) outweighed MobileNetV3-Small at batch 1 (5.8 ms) about 185 times in the pooled
+fit, and the trees over-predicted the small depthwise networks of families they never saw (by the square
+root: about 14 times; docs/prediction.md). Learning the log
 ratio to a reference instead of the time itself keeps the prediction sensible outside the sampled sizes:
 a tree ensemble's output is constant beyond its last split, so there the prediction follows the
 reference at the last learned ratio.
@@ -416,6 +421,7 @@ class Network:
         return [self.source, self.family, self.seconds, self.profiled_seconds, self.records, self.module_calls]
 
 
+NETWORK_EXPONENT = 0.5  # samples weigh seconds / (their network's seconds) ** this (sample_weights)
 RELIABLE_SECONDS = 50e-6  # samples at least this long set the roof (the profiler's own cost is a few us)
 
 
@@ -428,10 +434,10 @@ def fitted_roof(roof: Roof, samples: Sequence[Sample]) -> Roof:
 
 
 def fit(samples: Sequence[Sample], *, roof: Roof, provenance: Mapping[str, Any] | None = None, trees: int = 300,
-        depth: int = 4, rate: float = 0.05, seed: int = 0) -> Predictor:
+        depth: int = 4, rate: float = 0.05, seed: int = 0, network_exponent: float = NETWORK_EXPONENT) -> Predictor:
     """Train the per-group ensembles on ``samples``; ``roof``: the device's measured one (:meth:`Roof.of`),
-    raised to what the samples reached (:func:`fitted_roof`). Needs scikit-learn: ``pip install
-    'rooflens[predict]'``."""
+    raised to what the samples reached (:func:`fitted_roof`); ``network_exponent``: how the samples weigh
+    (:func:`sample_weights`). Needs scikit-learn: ``pip install 'rooflens[predict]'``."""
     try:
         from sklearn.ensemble import GradientBoostingRegressor
     except ImportError as e:
@@ -452,10 +458,9 @@ def fit(samples: Sequence[Sample], *, roof: Roof, provenance: Mapping[str, Any] 
     def train(rows: Sequence[Sample]) -> Ensemble:
         model = GradientBoostingRegressor(n_estimators=trees, max_depth=depth, learning_rate=rate, subsample=0.8,
                                           min_samples_leaf=3, random_state=seed)
-        mean = math.fsum(s.seconds for s in rows) / len(rows)
         model.fit([list(s.x) for s in rows],
                   [math.log(s.seconds / base.reference(s.kind, s.flops, s.bytes)) for s in rows],
-                  sample_weight=[s.seconds / mean for s in rows])  # weighed by time (see the module docstring)
+                  sample_weight=sample_weights(rows, network_exponent))
         return ensemble_of(model, len(rows))
 
     ensembles = {"all": train(usable)}
@@ -463,7 +468,20 @@ def fit(samples: Sequence[Sample], *, roof: Roof, provenance: Mapping[str, Any] 
         rows = [s for s in usable if group_of(s.kind) == group]
         if len(rows) >= MIN_SAMPLES:
             ensembles[group] = train(rows)
-    return Predictor(ensembles, roof, dict(provenance or {}), lines)
+    return Predictor(ensembles, roof, {**(provenance or {}), "network_exponent": network_exponent}, lines)
+
+
+def sample_weights(samples: Sequence[Sample], exponent: float = NETWORK_EXPONENT) -> list[float]:
+    """Each sample's weight in a fit, scaled to a mean of 1: its seconds over the seconds of its network's
+    samples (those of ``samples`` with its ``source``; samples without one count as one network) to the
+    power ``exponent``. At 0 a sample weighs its seconds; at 1 every network weighs the same; at 0.5 a
+    network weighs the square root of its seconds. Untimed samples (0 seconds) weigh 0."""
+    totals: dict[str, float] = {}
+    for s in samples:
+        totals[s.source] = totals.get(s.source, 0.0) + s.seconds
+    weights = [s.seconds / totals[s.source] ** exponent if s.seconds > 0 else 0.0 for s in samples]
+    mean = math.fsum(weights) / len(weights) if weights else 0.0
+    return [w / mean for w in weights] if mean > 0 else weights
 
 
 def fit_line(samples: Sequence[Sample]) -> Line:
@@ -500,11 +518,6 @@ def op_seconds(predictor: Predictor, kind: str, x: Sequence[float], flops: float
     roof = roof or predictor.roof
     reference = predictor.reference(kind, flops, nbytes, roof=roof)
     return max(reference * math.exp(predictor.log_ratio(kind, x)), roof.roofline(flops, nbytes))
-
-
-def network_seconds(predictor: Predictor, samples: Sequence[Sample]) -> float:
-    """Learned seconds of a whole network: the sum over the samples of all its operator records (timed or not)."""
-    return math.fsum(predict_sample(predictor, s) for s in samples)
 
 
 # ---- prediction -------------------------------------------------------------------------------------
