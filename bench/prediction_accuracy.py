@@ -41,9 +41,9 @@ As ``rooflens hw calibrate`` does, no predictor is trained on a network that wri
 does is still predicted and judged).
 
 ``--scale-labels`` (an A/B of the evaluation): every training network's labels times its plain latency over its
-profiled sum. ``--network-exponent`` (an A/B too): how the training samples weigh (``fit``'s ``network_exponent``;
-0 weighs them by their seconds alone, as predictor version 5 did). Page faults: every timed case records the minor page faults per forward of its processes. ``--keep-memory``
-runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
+profiled sum. ``--network-exponent`` (an A/B too): how the training samples weigh (``fit``'s
+``network_exponent``; 0 weighs them by their seconds alone, as predictor version 5 did). Page faults: every
+timed case records the minor page faults per forward of its processes. ``--keep-memory`` runs the whole collection with glibc keeping freed memory (``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` at 10^9, set by starting again with them): forward passes stop faulting their
 activations in again on every call (``bench/page_faults.py``), as with jemalloc or tcmalloc.
 """

@@ -15,7 +15,7 @@ import rooflens
 from rooflens import calibration
 from rooflens.analysis.predictor import FEATURES, predictor_of
 from rooflens.cli import main
-from rooflens.errors import HardwareError
+from rooflens.errors import HardwareError, first_names
 from rooflens.hardware import load_file
 from rooflens.measurement.blocks import GENERIC_SHARE, TEMPLATES, generate, schedule
 from rooflens.measurement.timer import ALLOCATOR_VARIABLES, allocator_settings
@@ -208,12 +208,12 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
     assert "left out, for writing subnormal floats (a speed the values set): mbconv-1-b1" in " ".join(out.split())
 
 
-def test_the_calibration_note_names_the_first_five_networks_left_out():
-    from rooflens.cli import _first_names
-
+def test_messages_name_the_first_few_and_count_the_rest():
+    # what the calibration note does with the networks it leaves out (the first five named)
     names = [f"conv-{i}-b1" for i in range(8)]
-    assert _first_names(names) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1 and 3 more"
-    assert _first_names(names[:5]) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1"
+    assert first_names(names, 5) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1 and 3 more"
+    assert first_names(names[:5], 5) == "conv-0-b1, conv-1-b1, conv-2-b1, conv-3-b1, conv-4-b1"
+    assert first_names(["a", "b", "c"], 1, "; ") == "a and 2 more" and first_names([], 3) == ""
 
 
 def test_calibration_that_drops_too_many_networks_says_why(small_plan, monkeypatch):

@@ -42,7 +42,7 @@ from rooflens.analysis.calibrated import calibrate
 from rooflens.analysis.memory import memory
 from rooflens.analysis.predictor import CalibrationMethod, predictor_of
 from rooflens.api import analyze, analyze_onnx
-from rooflens.errors import InputError, RooflensError
+from rooflens.errors import InputError, RooflensError, first_names
 from rooflens.hardware import custom, devices, get, load_file
 from rooflens.hardware.spec import HardwareSpec, Kind, Precision, parse_quantity
 from rooflens.llm.run import DEFAULT_WEIGHT_GROUP
@@ -1042,17 +1042,12 @@ def cmd_hw_calibrate(args: argparse.Namespace) -> Document:
     faulted = (f"; the plain passes page-faulted {faults['median']:,.0f} times per call (median; most "
                f"{faults['max']:,.0f})" if faults else "")
     dropped = made.get("dropped_subnormal")
-    left_out = (f"; left out, for writing subnormal floats (a speed the values set): {_first_names(dropped)}"
+    left_out = (f"; left out, for writing subnormal floats (a speed the values set): {first_names(dropped, 5)}"
                 if dropped else "")
     return replace(doc, blocks=(*doc.blocks, Gap(), Note(
         f"Learned latency predictor: {made.get('samples')} operators timed in {made.get('networks')} networks "
         f"({made.get('mode')} mode, {made.get('threads')} threads, {made.get('seconds')} s, with {allocator}"
         f"{faulted}{left_out}). Use it: rooflens roofline MODEL --hw {use}")))
-
-
-def _first_names(names: list[str], most: int = 5) -> str:
-    """The first ``most`` of ``names``, and how many more there are."""
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _emit(text: str, output: str | None) -> None:

@@ -1,5 +1,13 @@
 """Errors rooflens raises. Each names what was wrong: the module, the shapes, the spec or the file."""
 
+from collections.abc import Sequence
+
+
+def first_names(names: Sequence[str], most: int, sep: str = ", ") -> str:
+    """The first ``most`` of ``names`` joined by ``sep``, and how many more there are: for messages that name
+    what they are about without listing hundreds of names."""
+    return sep.join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
 
 class RooflensError(Exception):
     """Base class of every error rooflens raises on purpose."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rooflens.errors import InputError, ModelError
+from rooflens.errors import InputError, ModelError, first_names
 from rooflens.formulas.onnx_ops import (
     MS_DOMAIN,
     NCHWC_DOMAIN,
@@ -1404,15 +1404,11 @@ def _notes(diagnostics: list[str], model: Any, walker: _Walker, units: Mapping[i
         diagnostics.append(f"{len(units)} QDQ node unit(s) (DequantizeLinear -> op -> QuantizeLinear) counted as "
                            "the int8 operators ONNX Runtime fuses them into (records with via 'QDQ')")
     if walker.unknown:
-        listed = "; ".join(walker.unknown[:MAX_LISTED])
-        more = f" and {len(walker.unknown) - MAX_LISTED} more" if len(walker.unknown) > MAX_LISTED else ""
         diagnostics.append(f"shape inference left the shapes of {len(walker.unknown)} node(s) unknown, counted as "
-                           f"unsupported with the bytes of the tensors it knows: {listed}{more}")
+                           f"unsupported with the bytes of the tensors it knows: {first_names(walker.unknown, MAX_LISTED, '; ')}")
     if walker.failed:
-        listed = "; ".join(walker.failed[:MAX_LISTED])
-        more = f" and {len(walker.failed) - MAX_LISTED} more" if len(walker.failed) > MAX_LISTED else ""
         diagnostics.append(f"the formulas of {len(walker.failed)} node(s) failed, counted as unsupported: "
-                           f"{listed}{more}")
+                           f"{first_names(walker.failed, MAX_LISTED, '; ')}")
     unknown_domains = sorted({n.domain for n in model.graph.node if n.domain not in KNOWN_DOMAINS})
     if unknown_domains:
         diagnostics.append(f"operators of domains rooflens has no formulas for: {', '.join(unknown_domains)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rooflens.errors import first_names
 from rooflens.report.measured import page_faults_per_call, subnormals_of
 from rooflens.report.report import CONVENTION_TEXT
 from rooflens.report.table import intensity_text, shape_text
@@ -123,9 +124,7 @@ def footer_lines(report: Report, byte_unit: ByteUnit = ByteUnit.SI) -> list[tupl
         if report.weight_group is not None:
             size += f" with a 16-bit scale per {group_text(report.weight_group)}"
     uncalled = list(report.uncalled_modules)
-    uncalled_text = ", ".join(p or "<root>" for p in uncalled[:MAX_LISTED]) or "none"
-    if len(uncalled) > MAX_LISTED:
-        uncalled_text += f" and {len(uncalled) - MAX_LISTED} more"
+    uncalled_text = first_names([p or "<root>" for p in uncalled], MAX_LISTED) or "none"
     passes = []
     if report.backward:
         f, b = report.total("forward"), report.total("backward")
