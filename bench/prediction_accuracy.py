@@ -10,7 +10,10 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    medians, and their scatter is the **noise floor** printed beside every figure, with the **ceiling**:
    the share a perfect predictor would reach against such a median. Then the generated networks
    (``rooflens.measurement.blocks.schedule``: ``--per-template`` random networks of every template, three
-   times as many generic ones, at batch 1 and 8) are profiled the same way. With ``--data FILE`` the
+   times as many generic ones, at batch 1 and 8) are profiled the same way, each in a fresh process forked
+   from a clean server (``rooflens.measurement.fresh``, as ``hw calibrate`` does; until run J3 they were
+   profiled one after another in a single process, which ran memory-bound operators 10-30 % slower by the
+   end: docs/prediction.md). With ``--data FILE`` the
    collected data is kept; run again, it is topped up (more ``--processes``, ``--regenerate``).
 2. **Evaluate**, leave one family out: for each family F, a predictor is trained
    (``rooflens.analysis.predictor.fit``) on the samples of the other families' models and of the
@@ -51,6 +54,7 @@ activations in again on every call (``bench/page_faults.py``), as with jemalloc 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -72,6 +76,8 @@ from rooflens.analysis.calibrated import Calibration, calibrate, predict
 from rooflens.analysis.predictor import NETWORK_EXPONENT, Roof, Sample, fit, in_sequence, predict_sample
 from rooflens.cli import memory_kept
 from rooflens.hardware import load_file
+from rooflens.measurement.blocks import schedule
+from rooflens.measurement.fresh import FreshProcesses, available
 from rooflens.measurement.microbench import benchmark
 from rooflens.measurement.timer import allocator_settings
 from rooflens.report.measure_render import KEEP_MEMORY_ENV, settings_text
@@ -214,33 +220,38 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
     """The cases' rounds of processes and the generated networks at ``threads``; ``before``: what an earlier
     run collected, topped up here (the rounds a case lacks; the generated networks again if ``regenerate``).
     The first ``profile_rounds`` rounds profile the models (each profile's seconds per operator kept in
-    ``round_seconds``); the generated networks are profiled in ``passes`` passes over all of them."""
+    ``round_seconds``); the generated networks are profiled in ``passes`` passes over all of them, pass k after
+    round k of the cases, so that the machine's drift over the collection reaches both alike."""
     cases: dict[str, Any] = dict(before["cases"]) if before else {}
-    for r in range(processes):
-        due = [(name, family) for name, family in models if len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
-        if r and due:
-            time.sleep(gap)
-        for name, family in due:
-            t0 = time.perf_counter()
-            got = run_child(name, [1, 8], threads, hw, profile=(r < profile_rounds), budget=budget)
-            for batch, case in got.items():
-                entry = cases.setdefault(f"{name}/b{batch}", {"model": name, "family": family, "batch": int(batch),
-                                                               "medians_s": []})
-                entry["medians_s"].append(case["median_s"])
-                entry.setdefault("loads", []).append(case["load"])
-                entry.setdefault("faults", []).append(case.get("faults"))
-                entry.setdefault("subnormal", []).append(case.get("subnormal"))
-                if "samples" in case:  # a profile: the first one's records, every one's seconds
-                    rounds = entry.setdefault("round_seconds", [labels(entry, "first")] if "samples" in entry else [])
-                    for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
-                        entry.setdefault(k, case[k])
-                    rounds.append(aligned(entry, case))
-            print(f"  [{threads} thr, round {r + 1}/{processes}] {name}: "
-                  + ", ".join(f"b{b} {c['median_s'] * 1e3:.2f} ms" for b, c in got.items())
-                  + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
-    if before and not regenerate:
-        return {"cases": cases, "generated": before["generated"]}
-    return {"cases": cases, "generated": collect_generated(threads, per_template, passes)}
+    sample_generated = before is None or regenerate
+    generated: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        fresh = stack.enter_context(FreshProcesses(("torch", "rooflens.calibration"))) if available() else None
+        for r in range(max(processes, passes if sample_generated else 0)):
+            due = [(name, family) for name, family in models if len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
+            if r and due:
+                time.sleep(gap)
+            for name, family in due:
+                t0 = time.perf_counter()
+                got = run_child(name, [1, 8], threads, hw, profile=(r < profile_rounds), budget=budget)
+                for batch, case in got.items():
+                    entry = cases.setdefault(f"{name}/b{batch}", {"model": name, "family": family, "batch": int(batch),
+                                                                   "medians_s": []})
+                    entry["medians_s"].append(case["median_s"])
+                    entry.setdefault("loads", []).append(case["load"])
+                    entry.setdefault("faults", []).append(case.get("faults"))
+                    entry.setdefault("subnormal", []).append(case.get("subnormal"))
+                    if "samples" in case:  # a profile: the first one's records, every one's seconds
+                        rounds = entry.setdefault("round_seconds", [labels(entry, "first")] if "samples" in entry else [])
+                        for k in ("samples", "network", "roofline_s", "analytic_s", "records"):
+                            entry.setdefault(k, case[k])
+                        rounds.append(aligned(entry, case))
+                print(f"  [{threads} thr, round {r + 1}/{processes}] {name}: "
+                      + ", ".join(f"b{b} {c['median_s'] * 1e3:.2f} ms" for b, c in got.items())
+                      + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+            if sample_generated and r < passes:
+                generated_pass(generated, threads, per_template, r, passes, fresh)
+    return {"cases": cases, "generated": before["generated"] if before and not sample_generated else list(generated.values())}
 
 
 def aligned(entry: dict[str, Any], case: dict[str, Any]) -> list[float]:
@@ -250,39 +261,42 @@ def aligned(entry: dict[str, Any], case: dict[str, Any]) -> list[float]:
     return [row[4] for row in case["samples"]]
 
 
-def collect_generated(threads: int, per_template: int, passes: int = 1) -> list[dict[str, Any]]:
-    """Samples of the generated networks (``blocks.schedule``) at batch 1 and 8, in ``passes`` passes over
-    all of them (each pass's seconds per operator in ``round_seconds``)."""
+def generated_pass(generated: dict[str, dict[str, Any]], threads: int, per_template: int, p: int, passes: int,
+                   fresh: FreshProcesses | None) -> None:
+    """Pass ``p`` over the generated networks (``blocks.schedule``) at batch 1 and 8, into ``generated`` (each
+    pass's seconds per operator in ``round_seconds``): every network in a fresh process forked from a clean
+    server (``rooflens.measurement.fresh``, as ``rooflens hw calibrate`` does) where this platform can fork."""
+    for batch in (1, 8):
+        for template, seed in schedule(per_template):
+            args = (template, 1000 * threads + seed, batch, threads)
+            try:
+                case = fresh(generated_case, *args) if fresh is not None else generated_case(*args)
+            except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples
+                print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
+                continue
+            if p and case["name"] not in generated:
+                continue  # left out in the first pass
+            entry = generated.setdefault(case["name"], case)
+            entry.setdefault("round_seconds", []).append(aligned(entry, case))
+            if entry is not case:  # any pass that wrote subnormal floats counts (as hw calibrate drops it)
+                entry["subnormal"].append(case["subnormal"][0])
+        print(f"  [{threads} thr] pass {p + 1}/{passes}: generated networks up to batch {batch}: {len(generated)}",
+              flush=True)
+
+
+def generated_case(template: str, seed: int, batch: int, threads: int) -> dict[str, Any]:
+    """One generated network profiled (in the process that calls this): its samples, records and plain pass."""
     import rooflens
     from rooflens.calibration import sample_network
-    from rooflens.measurement.blocks import generate, schedule
+    from rooflens.measurement.blocks import generate
 
-    torch.set_num_threads(threads)
-    generated: dict[str, dict[str, Any]] = {}
-    for p in range(passes):
-        for batch in (1, 8):
-            for template, seed in schedule(per_template):
-                try:
-                    g = generate(template, seed=1000 * threads + seed, batch=batch)
-                    x = torch.randn(g.input_size)
-                    report = rooflens.analyze(g.model, x)
-                    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3,
-                                                      report=report)
-                except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples
-                    print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
-                    continue
-                case = {"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
-                        "network": network.as_row(), "records": [encode(r) for r in report.records],
-                        "subnormal": [network.subnormal]}
-                if p and g.name not in generated:
-                    continue  # left out in the first pass
-                entry = generated.setdefault(g.name, case)
-                entry.setdefault("round_seconds", []).append(aligned(entry, case))
-                if entry is not case:  # any pass that wrote subnormal floats counts (as hw calibrate drops it)
-                    entry["subnormal"].append(network.subnormal)
-            print(f"  [{threads} thr] pass {p + 1}/{passes}: generated networks up to batch {batch}: "
-                  f"{len(generated)}", flush=True)
-    return list(generated.values())
+    torch.set_num_threads(threads)  # in a fresh process: its own setting
+    g = generate(template, seed=seed, batch=batch)
+    x = torch.randn(g.input_size)
+    report = rooflens.analyze(g.model, x)
+    samples, network = sample_network(g.model, x, source=g.name, threads=threads, iters=3, report=report)
+    return {"name": g.name, "imitates": list(g.imitates), "samples": [s.as_row() for s in samples],
+            "network": network.as_row(), "records": [encode(r) for r in report.records], "subnormal": [network.subnormal]}
 
 
 # ---- evaluation -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rooflens.cli import main
 from rooflens.errors import HardwareError, first_names
 from rooflens.hardware import load_file
 from rooflens.measurement.blocks import GENERIC_SHARE, TEMPLATES, generate, schedule
+from rooflens.measurement.fresh import available
 from rooflens.measurement.timer import ALLOCATOR_VARIABLES, allocator_settings
 
 from _state import assert_same_state, state
@@ -125,7 +126,8 @@ def test_sample_network_times_every_operator_and_leaves_the_model_alone():
 
 @pytest.fixture
 def small_plan(monkeypatch):
-    """A calibration of two templates, two small networks each: seconds, not minutes."""
+    """A calibration of two templates, two small networks each: seconds, not minutes (in this process, where
+    the patched generator runs)."""
     pytest.importorskip("sklearn")
 
     def tiny(template, *, seed, batch=1):
@@ -140,7 +142,7 @@ def small_plan(monkeypatch):
     monkeypatch.setattr(calibration, "generate", tiny)
     monkeypatch.setattr(calibration, "schedule", lambda n: [(t, seed) for seed in range(n) for t in ("conv", "mbconv")])
     monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=4, batches=(1,), models=(), iters=2,
-                                                              budget_seconds=60.0))
+                                                              budget_seconds=60.0, fresh_processes=False))
 
 
 def test_calibrate_device_trains_a_predictor_reports_use(small_plan, monkeypatch):
@@ -189,7 +191,7 @@ def test_calibration_leaves_out_networks_that_write_subnormal_floats(small_plan,
 
     monkeypatch.setattr(calibration, "generate", some_subnormal)
     monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=4, batches=(1,), models=(), iters=2,
-                                                              budget_seconds=60.0, passes=2))
+                                                              budget_seconds=60.0, passes=2, fresh_processes=False))
     calls = []
     sample = calibration.sample_network
     monkeypatch.setattr(calibration, "sample_network", lambda *a, **k: calls.append(k["source"]) or sample(*a, **k))
@@ -255,7 +257,7 @@ def test_median_samples_take_each_operators_median_over_the_passes_that_timed_it
 
 def test_calibrating_in_passes_profiles_every_network_each_pass(small_plan, monkeypatch):
     monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=2, batches=(1,), models=(), iters=2,
-                                                              budget_seconds=60.0, passes=2))
+                                                              budget_seconds=60.0, passes=2, fresh_processes=False))
     calls = []
     sample = calibration.sample_network
     monkeypatch.setattr(calibration, "sample_network", lambda *a, **k: calls.append(k["source"]) or sample(*a, **k))
@@ -267,6 +269,43 @@ def test_calibrating_in_passes_profiles_every_network_each_pass(small_plan, monk
     assert calls == ["conv-0-b1", "mbconv-0-b1", "conv-1-b1", "mbconv-1-b1"] * 2
     assert made["networks"] == 4 and made["passes"] == 2 and made["samples"] == 4 * 8
     assert ("sampling conv-0-b1 (pass 2/2)", 5 / 8) in seen
+
+
+@pytest.mark.skipif(not available(), reason="fresh processes fork: Linux only")
+def test_a_plan_with_fresh_processes_samples_every_network_outside_this_process(monkeypatch):
+    pytest.importorskip("sklearn")
+    # as the full mode: each network is built and sampled in a fresh child of a clean server, so nothing
+    # patched here runs (this process's heap never sees the networks); the budget stops after a few
+    monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=1, batches=(1,), models=(), iters=1,
+                                                              budget_seconds=8.0, fresh_processes=True))
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("sampled in the calling process")
+
+    monkeypatch.setattr(calibration, "sample_network", not_here)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    spec = calibration.calibrate_device(spec=make_spec(), quick=True, threads=1)
+    made = predictor_of(spec).provenance
+    assert made["fresh_processes"] is True and made["threads"] == 1
+    assert made["networks"] >= 1 and made["samples"] >= 30
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_job_builds_its_network_as_the_in_process_loop_did(monkeypatch):
+    seen = {}
+
+    def sample(module, x, **kwargs):
+        seen.update(kwargs, shape=tuple(x.shape), params=[p.shape for p in module.parameters()])
+        return [], None
+
+    monkeypatch.setattr(calibration, "sample_network", sample)
+    job = calibration.Job("mbconv-3-b8", template="mbconv", seed=3, batch=8)
+    calibration.sample_job(job, threads=2, iters=4, device="cpu")
+    g = generate("mbconv", seed=3, batch=8)
+    assert seen["shape"] == g.input_size and seen["params"] == [p.shape for p in g.model.parameters()]
+    assert {k: seen[k] for k in ("source", "family", "threads", "iters", "device")} == {
+        "source": "mbconv-3-b8", "family": "", "threads": 2, "iters": 4, "device": "cpu"}
 
 
 def test_hw_calibrate_command_saves_a_device_roofline_reads(capsys, small_plan, tmp_path):

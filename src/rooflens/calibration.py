@@ -14,6 +14,10 @@ Steps (:func:`calibrate_device`):
    :class:`~rooflens.analysis.predictor.Network`. In full mode every network is profiled in three passes
    over all of them, minutes apart, and a sample's seconds are the median of its passes' (this machine's
    speed drifts by 10-30 % from minute to minute; labels from one moment teach the predictor that moment).
+   Every network runs in a fresh process (:class:`rooflens.measurement.fresh.FreshProcesses`, where the
+   platform can fork; ``Plan.fresh_processes``): after 50-150 other networks, one process ran batch norms,
+   concatenations and depthwise convolutions 10-30 % slower than a new one does, while a model in
+   deployment runs in its own process.
 3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group (a network's learned
    time is the sum of its operators'). The result is stored in the measured device's ``extra["predictor"]``
    with the samples' provenance (machine, torch, threads, date, networks, and ``plain_over_profiled``: the
@@ -50,6 +54,7 @@ from rooflens.errors import HardwareError
 from rooflens.hardware.spec import HardwareSpec
 from rooflens.measurement import benchmark, measure, profile_operators
 from rooflens.measurement.blocks import generate, schedule
+from rooflens.measurement.fresh import FreshProcesses, available
 from rooflens.measurement.microbench import machine_name
 from rooflens.measurement.timer import allocator_settings
 from rooflens.report.report import Report
@@ -75,10 +80,35 @@ class Plan:
     iters: int  # profiled calls per network
     budget_seconds: float  # stop generating networks after this long (the models still run; all passes)
     passes: int = 1  # profiles of every network, pass after pass over all of them (the samples: their median)
+    fresh_processes: bool = True  # every network in a fresh process (rooflens.measurement.fresh), where it can fork
 
 
 QUICK = Plan(per_template=2, batches=(1,), models=(), iters=3, budget_seconds=30.0)
 FULL = Plan(per_template=8, batches=(1, 8), models=FULL_MODELS, iters=5, budget_seconds=450.0, passes=3)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One network to sample: a generated one (``template``, ``seed``, ``batch``) or a torchvision ``model``."""
+
+    source: str
+    family: str = ""
+    template: str = ""
+    seed: int = 0
+    batch: int = 1
+    model: str = ""
+
+
+def sample_job(job: Job, threads: int, iters: int, device: str) -> tuple[list[Sample], Network]:
+    """Build ``job``'s network and sample it (:func:`sample_network`): what a fresh process runs."""
+    with torch.random.fork_rng(devices=[]):  # the seeds and the input drawn here leave the random state alone
+        if job.model:
+            module, size = _torchvision_model(job.model)
+        else:
+            g = generate(job.template, seed=job.seed, batch=job.batch)
+            module, size = g.model, g.input_size
+        x = torch.randn(size)
+    return sample_network(module, x, source=job.source, family=job.family, threads=threads, iters=iters, device=device)
 
 
 def sample_network(
@@ -133,33 +163,38 @@ def calibrate_device(
         tell("micro-benchmarks", 0.0)
         spec = benchmark(device=device, quick=quick, threads=threads)
     cal = calibrate(spec)
-    jobs: list[tuple[str, str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]]] = []
-    for template, seed in schedule(plan.per_template):  # round by round: the budget cuts every template evenly
-        for batch in plan.batches:
-            jobs.append((f"{template}-{seed}-b{batch}", "", _generated(template, seed, batch)))
-    models = _real_models(plan.models)
+    jobs = [Job(f"{template}-{seed}-b{batch}", template=template, seed=seed, batch=batch)
+            for template, seed in schedule(plan.per_template)  # round by round: the budget cuts every template evenly
+            for batch in plan.batches]
+    if plan.models:
+        _torchvision()  # says what to install before anything runs
+    models = [Job(name, family, model=name) for name, family in plan.models]
+    threads = threads or torch.get_num_threads()  # what every network runs with, in this process or a fresh one
+    fresh = FreshProcesses(("torch", "torchvision", "rooflens.calibration")) if plan.fresh_processes and available() else None
     profiles: dict[str, list[list[Sample]]] = {}  # per network, its samples of every pass
     written_subnormal: set[str] = set()  # networks whose plain pass wrote subnormal floats
     networks: list[Network] = []
     total = plan.passes * (len(jobs) + len(models))
     done = 0
     sampled_started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # the inputs drawn here leave the caller's random state alone
+    try:
         for p in range(plan.passes):
-            for i, (source, family, build) in enumerate([*jobs, *models]):
+            for i, job in enumerate([*jobs, *models]):
                 done += 1
                 if p == 0 and i < len(jobs) and time.perf_counter() - sampled_started > plan.budget_seconds / plan.passes:
                     continue  # the first pass decides which generated networks fit in the budget
-                if p and (source not in profiles or source in written_subnormal):
+                if p and (job.source not in profiles or job.source in written_subnormal):
                     continue  # left out in the first pass, or already known to be left out of training
-                tell(f"sampling {source}" + (f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""), done / total)
-                module, size = build()
-                s, n = sample_network(module, torch.randn(size), source=source, family=family, threads=threads,
-                                      iters=plan.iters, device=device)
-                profiles.setdefault(source, []).append(s)
+                tell(f"sampling {job.source}" + (f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""), done / total)
+                args = (job, threads, plan.iters, device)
+                s, n = fresh(sample_job, *args) if fresh is not None else sample_job(*args)
+                profiles.setdefault(job.source, []).append(s)
                 networks.append(n)
                 if n.subnormal:  # it runs at a speed its values set, not its shapes: not learned from
-                    written_subnormal.add(source)
+                    written_subnormal.add(job.source)
+    finally:
+        if fresh is not None:
+            fresh.close()
     dropped = sorted(written_subnormal)
     networks = [n for n in networks if n.source not in dropped]
     samples = [s for source, passes in profiles.items() if source not in dropped for s in median_samples(passes)]
@@ -168,9 +203,9 @@ def calibrate_device(
     ratios = [n.seconds / n.profiled_seconds for n in networks if n.profiled_seconds > 0]
     provenance = {
         "machine": machine_name(torch.device(device)), "device": device, "torch": torch.__version__, "python": platform.python_version(),
-        "threads": threads or torch.get_num_threads(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "threads": threads, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full", "samples": timed,
-        "networks": len(profiles) - len(dropped), "passes": plan.passes,
+        "networks": len(profiles) - len(dropped), "passes": plan.passes, "fresh_processes": fresh is not None,
         "models": [m for m, _ in plan.models], "seconds": round(time.perf_counter() - started, 1),
     }
     if ratios:  # how a whole pass composes from its operators here (the learned time is their sum; 1: exactly)
@@ -204,29 +239,18 @@ def with_predictor(spec: HardwareSpec, predictor: Predictor) -> HardwareSpec:
     return replace(spec, extra={**spec.extra, "predictor": predictor.as_dict()})
 
 
-def _generated(template: str, seed: int, batch: int) -> Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]:
-    def build() -> tuple[torch.nn.Module, tuple[int, ...]]:
-        g = generate(template, seed=seed, batch=batch)
-        return g.model, g.input_size
-    return build
-
-
-def _real_models(names: Sequence[tuple[str, str]]) -> list[tuple[str, str, Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]]]:
-    if not names:
-        return []
+def _torchvision() -> Any:
     try:
         import torchvision
     except ImportError as e:
         raise HardwareError("a full calibration profiles torchvision models: pip install 'rooflens[vision]'") from e
+    return torchvision
 
-    def builder(name: str) -> Callable[[], tuple[torch.nn.Module, tuple[int, ...]]]:
-        def build() -> tuple[torch.nn.Module, tuple[int, ...]]:
-            torch.manual_seed(0)
-            kwargs: dict[str, Any] = {"weights": None}
-            if name == "googlenet":
-                kwargs["aux_logits"] = False
-                kwargs["init_weights"] = False
-            return torchvision.models.get_model(name, **kwargs).eval(), (1, 3, 224, 224)
-        return build
 
-    return [(name, family, builder(name)) for name, family in names]
+def _torchvision_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    torch.manual_seed(0)
+    kwargs: dict[str, Any] = {"weights": None}
+    if name == "googlenet":
+        kwargs["aux_logits"] = False
+        kwargs["init_weights"] = False
+    return _torchvision().models.get_model(name, **kwargs).eval(), (1, 3, 224, 224)
