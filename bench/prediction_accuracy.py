@@ -8,12 +8,13 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    samples) and timed plainly. Then ``--processes`` - 1 more fresh processes per model, in rounds
    ``--gap`` seconds apart, time it again: the measured latency of a case is the median of its processes'
    medians, and their scatter is the **noise floor** printed beside every figure, with the **ceiling**:
-   the share a perfect predictor would reach against such a median. Then the generated networks
+   the share a perfect predictor would reach against such a median. The generated networks
    (``rooflens.measurement.blocks.schedule``: ``--per-template`` random networks of every template, three
-   times as many generic ones, at batch 1 and 8) are profiled the same way, each in a fresh process forked
+   times as many generic ones, at batch 1 and 8) are profiled the same way, pass k over them right after
+   round k of the cases (so that the machine's drift reaches both alike), each in a fresh process forked
    from a clean server (``rooflens.measurement.fresh``, as ``hw calibrate`` does; until run J3 they were
-   profiled one after another in a single process, which ran memory-bound operators 10-30 % slower by the
-   end: docs/prediction.md). With ``--data FILE`` the
+   profiled one after another in a single process, which ran batch norms, concatenations and depthwise
+   convolutions 5-50 % slower after 50-150 networks: docs/prediction.md). With ``--data FILE`` the
    collected data is kept; run again, it is topped up (more ``--processes``, ``--regenerate``).
 2. **Evaluate**, leave one family out: for each family F, a predictor is trained
    (``rooflens.analysis.predictor.fit``) on the samples of the other families' models and of the
@@ -266,11 +267,14 @@ def generated_pass(generated: dict[str, dict[str, Any]], threads: int, per_templ
     """Pass ``p`` over the generated networks (``blocks.schedule``) at batch 1 and 8, into ``generated`` (each
     pass's seconds per operator in ``round_seconds``): every network in a fresh process forked from a clean
     server (``rooflens.measurement.fresh``, as ``rooflens hw calibrate`` does) where this platform can fork."""
+    # by its module's name, not __main__'s: a fresh process imports what it runs
+    from prediction_accuracy import generated_case as job
+
     for batch in (1, 8):
         for template, seed in schedule(per_template):
             args = (template, 1000 * threads + seed, batch, threads)
             try:
-                case = fresh(generated_case, *args) if fresh is not None else generated_case(*args)
+                case = fresh(job, *args) if fresh is not None else job(*args)
             except Exception as e:  # noqa: BLE001 -- a network the generator got wrong costs its samples
                 print(f"  [{threads} thr] {template} seed {seed} batch {batch} left out: {type(e).__name__}: {e}")
                 continue

@@ -15,7 +15,7 @@ import rooflens
 from rooflens import calibration
 from rooflens.analysis.predictor import FEATURES, predictor_of
 from rooflens.cli import main
-from rooflens.errors import HardwareError, first_names
+from rooflens.errors import HardwareError, ModelError, first_names
 from rooflens.hardware import load_file
 from rooflens.measurement.blocks import GENERIC_SHARE, TEMPLATES, generate, schedule
 from rooflens.measurement.fresh import available
@@ -290,6 +290,16 @@ def test_a_plan_with_fresh_processes_samples_every_network_outside_this_process(
     assert made["fresh_processes"] is True and made["threads"] == 1
     assert made["networks"] >= 1 and made["samples"] >= 30
     assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.skipif(not available(), reason="fresh processes fork: Linux only")
+def test_a_network_failing_in_its_fresh_process_is_named(monkeypatch):
+    monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=1, batches=(1,), models=(), iters=1,
+                                                              budget_seconds=60.0, fresh_processes=True))
+    monkeypatch.setattr(calibration, "schedule", lambda n: [("lstm", 0)])  # the jobs are made here, built there
+    with pytest.raises(ModelError, match=r"sampling lstm-0-b1: sample_job failed in a fresh process: "
+                                         r"ValueError: unknown block template 'lstm'"):
+        calibration.calibrate_device(spec=make_spec(), quick=True, threads=1)
 
 
 def test_a_job_builds_its_network_as_the_in_process_loop_did(monkeypatch):

@@ -67,6 +67,15 @@ def test_failures_in_the_child_come_back_named(fresh):
     assert fresh(_seen)[1] == 1  # the server goes on after a child died
 
 
+def test_functions_of_the_main_script_are_refused_by_name(fresh):
+    def in_a_script() -> int:
+        return 1
+
+    in_a_script.__module__ = "__main__"
+    with pytest.raises(ModelError, match=r"in_a_script is defined in __main__: .* importable module"):
+        fresh(in_a_script)
+
+
 def test_a_closed_runner_says_so():
     runner = FreshProcesses(preload=())
     runner.close()

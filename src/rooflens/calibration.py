@@ -15,9 +15,9 @@ Steps (:func:`calibrate_device`):
    over all of them, minutes apart, and a sample's seconds are the median of its passes' (this machine's
    speed drifts by 10-30 % from minute to minute; labels from one moment teach the predictor that moment).
    Every network runs in a fresh process (:class:`rooflens.measurement.fresh.FreshProcesses`, where the
-   platform can fork; ``Plan.fresh_processes``): after 50-150 other networks, one process ran batch norms,
-   concatenations and depthwise convolutions 10-30 % slower than a new one does, while a model in
-   deployment runs in its own process.
+   platform can fork; ``Plan.fresh_processes``): after 50-150 other networks, one process ran batch norms
+   10-26 %, concatenations 16-50 % and depthwise convolutions 5-16 % slower than at its start, while a
+   model in deployment runs in its own process.
 3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group (a network's learned
    time is the sum of its operators'). The result is stored in the measured device's ``extra["predictor"]``
    with the samples' provenance (machine, torch, threads, date, networks, and ``plain_over_profiled``: the
@@ -50,7 +50,7 @@ import torch
 from rooflens.analysis.calibrated import calibrate, can_calibrate
 from rooflens.analysis.predictor import MIN_SAMPLES, Network, Predictor, Roof, Sample, fit, in_sequence
 from rooflens.api import analyze
-from rooflens.errors import HardwareError
+from rooflens.errors import HardwareError, ModelError
 from rooflens.hardware.spec import HardwareSpec
 from rooflens.measurement import benchmark, measure, profile_operators
 from rooflens.measurement.blocks import generate, schedule
@@ -170,7 +170,8 @@ def calibrate_device(
         _torchvision()  # says what to install before anything runs
     models = [Job(name, family, model=name) for name, family in plan.models]
     threads = threads or torch.get_num_threads()  # what every network runs with, in this process or a fresh one
-    fresh = FreshProcesses(("torch", "torchvision", "rooflens.calibration")) if plan.fresh_processes and available() else None
+    preload = ("torch", "rooflens.calibration", *(("torchvision",) if plan.models else ()))
+    fresh = FreshProcesses(preload) if plan.fresh_processes and available() else None
     profiles: dict[str, list[list[Sample]]] = {}  # per network, its samples of every pass
     written_subnormal: set[str] = set()  # networks whose plain pass wrote subnormal floats
     networks: list[Network] = []
@@ -187,7 +188,10 @@ def calibrate_device(
                     continue  # left out in the first pass, or already known to be left out of training
                 tell(f"sampling {job.source}" + (f" (pass {p + 1}/{plan.passes})" if plan.passes > 1 else ""), done / total)
                 args = (job, threads, plan.iters, device)
-                s, n = fresh(sample_job, *args) if fresh is not None else sample_job(*args)
+                try:
+                    s, n = fresh(sample_job, *args) if fresh is not None else sample_job(*args)
+                except ModelError as e:
+                    raise ModelError(f"sampling {job.source}: {e}") from e
                 profiles.setdefault(job.source, []).append(s)
                 networks.append(n)
                 if n.subnormal:  # it runs at a speed its values set, not its shapes: not learned from

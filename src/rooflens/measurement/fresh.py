@@ -4,28 +4,30 @@ Why: a process that has run many different networks runs memory-bound operators 
 one. Its heap keeps the holes of every earlier network (all the more so when glibc is told to keep freed
 memory, as ``--keep-memory`` does), so a new output tensor is often placed in a block no recent operator
 touched, not in the one just freed and still in cache. On the 2-vCPU validation VM (one thread, memory
-kept), six networks profiled in a fresh process and again in the same process after 150 generated
-networks took 24.9-26.2 ms against 28.9-32.9 ms of batch norms, 4.9 against 5.7-7.3 ms of
-concatenations and 25-26 against 27-30 ms of depthwise convolutions, while the dense 3x3 convolutions
-stayed at 43-47 ms (docs/prediction.md). A latency predictor trained on such samples predicts
-memory-bound networks too slow, since a model in deployment runs in its own process.
+kept), six networks profiled at the start of a process took 26.2 ms of batch norms, 4.9 ms of
+concatenations and 25.9 ms of depthwise convolutions; after 50, 100 and 150 generated networks in the
+same process 28.9-32.9, 5.7-7.3 and 27.2-30.1 ms; in a new process 24.9, 4.9 and 24.8 ms. The dense 3x3
+convolutions stayed at 43-47 ms (docs/prediction.md). Samples taken so teach a latency predictor a slower
+machine than the one a model runs on in its own process.
 
 :class:`FreshProcesses` starts one server (a new interpreter that imports the ``preload`` modules and
-nothing else runs there) and forks it for every call, so each call starts from the server's small, clean
-heap, with torch already imported (8 ms for an empty call on that VM, against 3.2 s to start an
-interpreter that imports torch and torchvision). The server is a spawned process of its own; nothing in the caller's process
-(``multiprocessing``'s settings, its forkserver) is touched. Forking needs POSIX; :func:`available` says
-whether this platform has it (callers run in their own process where not).
+runs nothing else) and forks it for every call, so each call starts from the server's small, clean heap
+with torch already imported (8 ms for an empty call on that VM, against 3.2 s to start an interpreter
+that imports torch and torchvision). The server is a plain subprocess: it runs none of the caller's
+script and touches nothing in the caller's process (``multiprocessing``'s settings, its forkserver).
+Forking needs POSIX; :func:`available` says whether this platform has it (callers run in their own
+process where not).
 """
 
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import os
 import pickle
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,26 +48,35 @@ def available() -> bool:
 class FreshProcesses:
     """Calls ``fn(*args)`` in a new child of a clean server process and returns what it returns.
 
-    ``fn`` and its arguments and result must pickle (``fn``: a module-level function the server can import).
-    An exception in the child is raised again here as a :class:`~rooflens.errors.ModelError` naming it; a
-    child that dies (a crash, a signal) raises one that says how it ended. Use it as a context manager, or
-    call :meth:`close`.
+    ``fn`` and its arguments and result must pickle, and ``fn`` must be importable by its module's name
+    (not defined in ``__main__``: the server runs none of the caller's script, so a script needs no
+    ``if __name__ == "__main__"`` guard); the server's ``PYTHONPATH`` is the caller's ``sys.path``. An exception in the
+    child is raised again here as a :class:`~rooflens.errors.ModelError` naming it; a child that dies (a
+    crash, a signal) raises one that says how it ended. Use it as a context manager, or call :meth:`close`.
     """
 
     def __init__(self, preload: Sequence[str] = ("torch",)) -> None:
         if not available():
             raise ModelError(f"fresh processes need fork(), which {sys.platform} lacks")
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, theirs = ctx.Pipe()
-        self._server = ctx.Process(target=_serve, args=(theirs, tuple(preload)), daemon=True,
-                                   name="rooflens-fresh-server")
-        self._server.start()
-        theirs.close()
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        code = "import sys; from rooflens.measurement.fresh import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])"
+        path = os.pathsep.join(p for p in sys.path if p)  # the caller's: the server imports what it does
+        self._server = subprocess.Popen([sys.executable, "-c", code, str(jobs_read), str(results_write), *preload],
+                                        pass_fds=(jobs_read, results_write), stdin=subprocess.DEVNULL,
+                                        env={**os.environ, "PYTHONPATH": path})
+        os.close(jobs_read)
+        os.close(results_write)
+        self._jobs = Connection(jobs_write, readable=False)
+        self._results = Connection(results_read, writable=False)
 
     def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        if getattr(fn, "__module__", None) == "__main__":
+            raise ModelError(f"{getattr(fn, '__qualname__', fn)} is defined in __main__: a fresh process imports what "
+                             "it runs by module name, so define it in an importable module")
         try:
-            self._conn.send((fn, args))
-            ok, value = pickle.loads(self._conn.recv_bytes())
+            self._jobs.send((fn, args))
+            ok, value = pickle.loads(self._results.recv_bytes())
         except (EOFError, OSError) as e:
             raise ModelError(f"the fresh-process server stopped ({type(e).__name__}: {e})") from e
         if not ok:
@@ -74,16 +85,18 @@ class FreshProcesses:
         return result
 
     def close(self) -> None:
-        if self._server.is_alive():
+        if self._server.poll() is None:
             try:
-                self._conn.send(None)
+                self._jobs.send(None)
             except OSError:
                 pass
-            self._server.join(timeout=10)
-        if self._server.is_alive():
-            self._server.kill()
-            self._server.join()
-        self._conn.close()
+            try:
+                self._server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait()
+        self._jobs.close()
+        self._results.close()
 
     def __enter__(self) -> Self:
         return self
@@ -92,9 +105,11 @@ class FreshProcesses:
         self.close()
 
 
-def _serve(conn: Any, preload: tuple[str, ...]) -> None:
-    """The server: import ``preload``, then for every (fn, args) received fork a child that runs it and writes
-    (ok, result or the error's text), pickled, back through a pipe, passed on as it is; a ``None`` ends it."""
+def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
+    """The server: import the ``preload`` modules, then for every (fn, args) received fork a child that runs
+    it and writes (ok, result or the error's text), pickled, back through a pipe, passed on as it is (the
+    caller, which has the result's modules, unpickles it); ``None`` ends it."""
+    jobs, results = Connection(jobs_fd, writable=False), Connection(results_fd, readable=False)
     for name in preload:
         try:
             importlib.import_module(name)
@@ -102,8 +117,8 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
             pass  # an optional module (torchvision): the child imports it if it needs it, or fails saying so
     while True:
         try:
-            job = conn.recv()
-        except EOFError:
+            job = jobs.recv()
+        except (EOFError, OSError):
             return
         if job is None:
             return
@@ -130,4 +145,4 @@ def _serve(conn: Any, preload: tuple[str, ...]) -> None:
         if not data:
             how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.WEXITSTATUS(status)}"
             data = pickle.dumps((False, f"the process died ({how}) before it returned"))
-        conn.send_bytes(data)  # unpickled by the caller, which has the result's modules
+        results.send_bytes(data)
