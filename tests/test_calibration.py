@@ -274,7 +274,7 @@ def test_calibrating_in_passes_profiles_every_network_each_pass(small_plan, monk
 @pytest.mark.skipif(not available(), reason="fresh processes fork: Linux only")
 def test_a_plan_with_fresh_processes_samples_every_network_outside_this_process(monkeypatch):
     pytest.importorskip("sklearn")
-    # as the full mode: each network is built and sampled in a fresh child of a clean server, so nothing
+    # as `hw calibrate` samples: each network is built and sampled in a fresh child of a clean server, so nothing
     # patched here runs (this process's heap never sees the networks); the budget stops after a few
     monkeypatch.setattr(calibration, "QUICK", calibration.Plan(per_template=1, batches=(1,), models=(), iters=1,
                                                               budget_seconds=8.0, fresh_processes=True))
