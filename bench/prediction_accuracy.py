@@ -12,7 +12,7 @@ Protocol (as the latency-prediction literature does it, nn-Meter and LitePred):
    (``rooflens.measurement.blocks.schedule``: ``--per-template`` random networks of every template, three
    times as many generic ones, at batch 1 and 8) are profiled the same way, pass k over them right after
    round k of the cases (so that the machine's drift reaches both alike), each in a fresh process forked
-   from a clean server (``rooflens.measurement.fresh``, as ``hw calibrate`` does; until run J3 they were
+   from a clean server (``rooflens.measurement.fresh``, as ``hw calibrate`` does; through run J3 they were
    profiled one after another in a single process, which ran batch norms, concatenations and depthwise
    convolutions 5-50 % slower after 50-150 networks: docs/prediction.md). With ``--data FILE`` the
    collected data is kept; run again, it is topped up (more ``--processes``, ``--regenerate``).
@@ -227,9 +227,11 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
     sample_generated = before is None or regenerate
     generated: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
-        fresh = stack.enter_context(FreshProcesses(("torch", "rooflens.calibration"))) if available() else None
+        fresh = (stack.enter_context(FreshProcesses(("torch", "rooflens.calibration")))
+                 if sample_generated and available() else None)
         for r in range(max(processes, passes if sample_generated else 0)):
-            due = [(name, family) for name, family in models if len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
+            due = [(name, family) for name, family in models
+                   if r < processes and len(cases.get(f"{name}/b1", {}).get("medians_s", [])) <= r]
             if r and due:
                 time.sleep(gap)
             for name, family in due:
@@ -252,7 +254,9 @@ def collect(models: list[tuple[str, str]], threads: int, hw: str, processes: int
                       + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
             if sample_generated and r < passes:
                 generated_pass(generated, threads, per_template, r, passes, fresh)
-    return {"cases": cases, "generated": before["generated"] if before and not sample_generated else list(generated.values())}
+    if before and not sample_generated:
+        return {"cases": cases, "generated": before["generated"], "fresh_processes": before.get("fresh_processes", False)}
+    return {"cases": cases, "generated": list(generated.values()), "fresh_processes": fresh is not None}
 
 
 def aligned(entry: dict[str, Any], case: dict[str, Any]) -> list[float]:

@@ -76,6 +76,17 @@ def test_functions_of_the_main_script_are_refused_by_name(fresh):
         fresh(in_a_script)
 
 
+def test_a_job_the_server_cannot_import_is_refused_and_the_server_goes_on(fresh, tmp_path, monkeypatch):
+    (tmp_path / "made_after_the_server.py").write_text("def one():\n    return 1\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable here, not on the server's path (fixed at its start)
+    from made_after_the_server import one
+
+    with pytest.raises(ModelError, match=r"one failed in a fresh process: the job does not unpickle here "
+                                         r"\(ModuleNotFoundError"):
+        fresh(one)
+    assert fresh(_seen)[1] == 1
+
+
 def test_a_closed_runner_says_so():
     runner = FreshProcesses(preload=())
     runner.close()

@@ -14,8 +14,8 @@ Steps (:func:`calibrate_device`):
    :class:`~rooflens.analysis.predictor.Network`. In full mode every network is profiled in three passes
    over all of them, minutes apart, and a sample's seconds are the median of its passes' (this machine's
    speed drifts by 10-30 % from minute to minute; labels from one moment teach the predictor that moment).
-   Every network runs in a fresh process (:class:`rooflens.measurement.fresh.FreshProcesses`, where the
-   platform can fork; ``Plan.fresh_processes``): after 50-150 other networks, one process ran batch norms
+   On the CPU every network runs in a fresh process (:class:`rooflens.measurement.fresh.FreshProcesses`,
+   on Linux; ``Plan.fresh_processes``): after 50-150 other networks, one process ran batch norms
    10-26 %, concatenations 16-50 % and depthwise convolutions 5-16 % slower than at its start, while a
    model in deployment runs in its own process.
 3. :func:`rooflens.analysis.predictor.fit`: gradient-boosted trees per operator group (a network's learned
@@ -171,7 +171,11 @@ def calibrate_device(
     models = [Job(name, family, model=name) for name, family in plan.models]
     threads = threads or torch.get_num_threads()  # what every network runs with, in this process or a fresh one
     preload = ("torch", "rooflens.calibration", *(("torchvision",) if plan.models else ()))
-    fresh = FreshProcesses(preload) if plan.fresh_processes and available() else None
+    # the heap's reason for them is the CPU's (a GPU run would pay a CUDA context per network instead)
+    on_cpu = torch.device(device).type == "cpu"
+    fresh = FreshProcesses(preload) if plan.fresh_processes and on_cpu and available() else None
+    if fresh is not None:
+        fresh(len, ())  # the server's imports (seconds) before the sampling budget's clock starts
     profiles: dict[str, list[list[Sample]]] = {}  # per network, its samples of every pass
     written_subnormal: set[str] = set()  # networks whose plain pass wrote subnormal floats
     networks: list[Network] = []

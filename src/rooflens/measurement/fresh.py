@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -57,14 +58,15 @@ class FreshProcesses:
 
     def __init__(self, preload: Sequence[str] = ("torch",)) -> None:
         if not available():
-            raise ModelError(f"fresh processes need fork(), which {sys.platform} lacks")
+            raise ModelError(f"fresh processes fork a server that imported torch: Linux only, this is {sys.platform}")
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
         code = "import sys; from rooflens.measurement.fresh import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])"
         path = os.pathsep.join(p for p in sys.path if p)  # the caller's: the server imports what it does
         self._server = subprocess.Popen([sys.executable, "-c", code, str(jobs_read), str(results_write), *preload],
                                         pass_fds=(jobs_read, results_write), stdin=subprocess.DEVNULL,
-                                        env={**os.environ, "PYTHONPATH": path})
+                                        env={**os.environ, "PYTHONPATH": path},
+                                        start_new_session=True)  # Ctrl-C reaches the caller, which shuts it down
         os.close(jobs_read)
         os.close(results_write)
         self._jobs = Connection(jobs_write, readable=False)
@@ -92,8 +94,8 @@ class FreshProcesses:
                 pass
             try:
                 self._server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._server.kill()
+            except subprocess.TimeoutExpired:  # busy with a child: both go (the child is in its process group)
+                os.killpg(self._server.pid, signal.SIGKILL)
                 self._server.wait()
         self._jobs.close()
         self._results.close()
@@ -117,32 +119,46 @@ def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
             pass  # an optional module (torchvision): the child imports it if it needs it, or fails saying so
     while True:
         try:
-            job = jobs.recv()
+            raw = jobs.recv_bytes()
         except (EOFError, OSError):
             return
+        try:
+            job = pickle.loads(raw)
+        except Exception as e:  # noqa: BLE001 -- a job this server cannot import: said, and the server goes on
+            results.send_bytes(pickle.dumps((False, f"the job does not unpickle here ({type(e).__name__}: {e})")))
+            continue
         if job is None:
             return
         fn, args = job
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: run, write the outcome, leave without running the server's clean-up
-            os.close(read)
             try:
-                out: tuple[bool, Any] = (True, fn(*args))
-            except BaseException as e:  # noqa: BLE001 -- every failure goes back to the caller as text
-                out = (False, f"{type(e).__name__}: {e}")
-            try:
-                data = pickle.dumps(out)
-            except Exception as e:  # noqa: BLE001
-                data = pickle.dumps((False, f"its result does not pickle ({type(e).__name__}: {e})"))
-            with os.fdopen(write, "wb") as f:
-                f.write(data)
-            os._exit(0)
+                os.close(read)
+                jobs.close()
+                results.close()
+                try:
+                    out: tuple[bool, Any] = (True, fn(*args))
+                except BaseException as e:  # noqa: BLE001 -- every failure goes back to the caller as text
+                    out = (False, f"{type(e).__name__}: {e}")
+                try:
+                    data = pickle.dumps(out)
+                except Exception as e:  # noqa: BLE001
+                    data = pickle.dumps((False, f"its result does not pickle ({type(e).__name__}: {e})"))
+                sys.stdout.flush()
+                sys.stderr.flush()
+                with os.fdopen(write, "wb") as f:
+                    f.write(data)
+            finally:
+                os._exit(0)
         os.close(write)
         with os.fdopen(read, "rb") as f:
             data = f.read()
         _, status = os.waitpid(pid, 0)
-        if not data:
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data):
             how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.WEXITSTATUS(status)}"
             data = pickle.dumps((False, f"the process died ({how}) before it returned"))
-        results.send_bytes(data)
+        try:
+            results.send_bytes(data)  # unpickled by the caller, which has the result's modules
+        except OSError:  # the caller is gone
+            return
