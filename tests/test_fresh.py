@@ -58,7 +58,8 @@ def test_every_call_runs_in_a_new_process_that_has_none_of_the_callers_state(fre
 
 
 def test_failures_in_the_child_come_back_named(fresh):
-    with pytest.raises(ModelError, match=r"_raises failed in a fresh process: ValueError: no shape \(1, 2\) here"):
+    with pytest.raises(ModelError, match=r"_raises failed in a fresh process: ValueError: no shape \(1, 2\) here "
+                                         r"\(at .*test_fresh\.py:\d+ in _raises\)"):
         fresh(_raises)
     with pytest.raises(ModelError, match=r"_exits failed .* died \(exit status 3\) before it returned"):
         fresh(_exits)

@@ -27,6 +27,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -140,7 +141,7 @@ def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
                 try:
                     out: tuple[bool, Any] = (True, fn(*args))
                 except BaseException as e:  # noqa: BLE001 -- every failure goes back to the caller as text
-                    out = (False, f"{type(e).__name__}: {e}")
+                    out = (False, f"{type(e).__name__}: {e}{_where(e)}")
                 try:
                     data = pickle.dumps(out)
                 except Exception as e:  # noqa: BLE001
@@ -162,3 +163,10 @@ def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
             results.send_bytes(data)  # unpickled by the caller, which has the result's modules
         except OSError:  # the caller is gone
             return
+
+
+def _where(error: BaseException) -> str:
+    """Where ``error`` was raised, as `` (at FILE:LINE in FUNCTION)`` (the exception's text alone often does not
+    say which module or network raised it); empty without a traceback."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
