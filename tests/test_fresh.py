@@ -61,6 +61,8 @@ def test_failures_in_the_child_come_back_named(fresh):
     with pytest.raises(ModelError, match=r"_raises failed in a fresh process: ValueError: no shape \(1, 2\) here "
                                          r"\(at .*test_fresh\.py:\d+ in _raises\)"):
         fresh(_raises)
+    with pytest.raises(ModelError, match=r"int failed in a fresh process: ValueError: invalid literal .*'x'$"):
+        fresh(int, "x")  # raised by the call itself: no frame of the caller's code to name
     with pytest.raises(ModelError, match=r"_exits failed .* died \(exit status 3\) before it returned"):
         fresh(_exits)
     with pytest.raises(ModelError, match=rf"died \(signal {int(signal.SIGKILL)}\)"):

@@ -27,7 +27,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -141,7 +140,7 @@ def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
                 try:
                     out: tuple[bool, Any] = (True, fn(*args))
                 except BaseException as e:  # noqa: BLE001 -- every failure goes back to the caller as text
-                    out = (False, f"{type(e).__name__}: {e}{_where(e)}")
+                    out = (False, f"{type(e).__name__}{': ' if str(e) else ''}{e}{_where(e)}")
                 try:
                     data = pickle.dumps(out)
                 except Exception as e:  # noqa: BLE001
@@ -166,7 +165,16 @@ def _serve(jobs_fd: int, results_fd: int, preload: Sequence[str]) -> None:
 
 
 def _where(error: BaseException) -> str:
-    """Where ``error`` was raised, as `` (at FILE:LINE in FUNCTION)`` (the exception's text alone often does not
-    say which module or network raised it); empty without a traceback."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    """Where ``error`` was raised, as " (at FILE:LINE in FUNCTION)": the innermost frame below the server's own
+    call (for a failing operator a frame inside torch, which names the operator); empty when the error came
+    from the call itself (a builtin, a wrong number of arguments)."""
+    try:
+        tb = error.__traceback__.tb_next if error.__traceback__ is not None else None  # past _serve's frame
+        if tb is None:
+            return ""
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        return f" (at {code.co_filename}:{tb.tb_lineno} in {code.co_name})"
+    except Exception:  # noqa: BLE001 -- the location is a courtesy: never the reason a result is lost
+        return ""
